@@ -1,0 +1,49 @@
+/**
+ * A malloc for Deno programs that hand native memory to C through FFI.
+ *
+ * Small requests (below a quarter page) are served in TypeScript by a buddy allocator over 1 MiB
+ * `mmap`'d arenas, with no FFI call; large ones get their own `mmap`. Addresses are plain numbers;
+ * `bytes()` gives a `Uint8Array` over a block, `pointer()` a pointer for FFI calls. Misuse (bad
+ * sizes, invalid and double frees) throws typed errors and leaves the heap intact.
+ *
+ * Run with the plain `--allow-ffi` flag.
+ *
+ * ```ts
+ * import { PseudoMalloc } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc();
+ * const text = new TextEncoder().encode("hello, C\0");
+ * const address = heap.malloc(text.length);
+ * heap.bytes(address, text.length).set(text);
+ *
+ * const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+ *   strlen: { parameters: ["pointer"], result: "usize" },
+ * });
+ * console.log(libc.symbols.strlen(heap.pointer(address))); // 8n
+ * libc.close();
+ *
+ * heap.free(address);
+ * console.log(heap.stats().liveAllocations); // 0
+ * ```
+ *
+ * @module
+ */
+
+export { PseudoMalloc } from "./src/pseudo_malloc.ts";
+export type { HeapStats, PseudoMallocOptions } from "./src/pseudo_malloc.ts";
+export {
+  BuddyAllocator,
+  DEFAULT_ARENA_SIZE,
+  DEFAULT_MIN_BLOCK_SIZE,
+  MAX_ARENA_SIZE,
+} from "./src/buddy.ts";
+export type { BuddyBlock, BuddyOptions } from "./src/buddy.ts";
+export {
+  DoubleFreeError,
+  HeapClosedError,
+  InvalidAddressError,
+  InvalidFreeError,
+  OutOfMemoryError,
+} from "./src/errors.ts";
+export { MAX_SIZE } from "./src/_size.ts";
+export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";

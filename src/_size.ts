@@ -1,0 +1,40 @@
+// Size checks shared by every allocator. Kept tiny so V8 inlines them into the hot paths.
+
+/**
+ * The largest request any allocator accepts: 2^47 bytes (128 TiB), the user address space of
+ * x86_64 and arm64 with 4-level page tables. Larger sizes can never be mapped, so they are a
+ * `RangeError`; sizes below it that the OS refuses are an `OutOfMemoryError`.
+ */
+export const MAX_SIZE = 2 ** 47;
+
+/** Throws the `TypeError`/`RangeError` that describes why `size` is not a valid byte count. */
+export function throwBadSize(size: unknown, verb: string): never {
+  if (typeof size !== "number") {
+    throw new TypeError(
+      `Cannot ${verb} ${String(size)} bytes: size must be a number, got ${typeof size}`,
+    );
+  }
+  if (size > MAX_SIZE && Number.isInteger(size)) {
+    throw new RangeError(
+      `Cannot ${verb} ${size} bytes: size exceeds the largest possible mapping (2^47 bytes)`,
+    );
+  }
+  throw new RangeError(`Cannot ${verb} ${size} bytes: size must be a non-negative integer`);
+}
+
+/** Checks that `size` is an integer in `[0, MAX_SIZE]`; throws a `TypeError`/`RangeError` otherwise. */
+export function checkSize(size: number, verb: string): void {
+  if (typeof size !== "number" || !(size >= 0 && size <= MAX_SIZE) || size % 1 !== 0) {
+    throwBadSize(size, verb);
+  }
+}
+
+/** Rounds `value` up to a multiple of `unit` (a power of two). Exact for all sizes up to 2^53. */
+export function roundUp(value: number, unit: number): number {
+  return Math.ceil(value / unit) * unit;
+}
+
+/** True when `value` is a positive integer power of two. */
+export function isPowerOfTwo(value: number): boolean {
+  return Number.isInteger(value) && value > 0 && 2 ** Math.round(Math.log2(value)) === value;
+}

@@ -1,0 +1,589 @@
+/**
+ * A binary buddy allocator over one arena, working in offsets. Pure TypeScript: no `Deno.*`.
+ *
+ * ## The algorithm
+ *
+ * The arena (`size` bytes, a power of two) is cut into blocks whose sizes are powers of two between
+ * `minBlockSize` and `size`. A block of size `minBlockSize << k` has *order* `k`, and always starts
+ * at a multiple of its own size. A request takes the smallest order that fits: with the defaults
+ * (1 MiB arena, 16-byte minimum, so orders 0..16) a 100-byte request takes a 128-byte block, order 3.
+ *
+ * To allocate order `k`, take a free block of the smallest order `j >= k`; while `j > k`, split it in
+ * two halves of order `j - 1`, keep the lower half and put the upper half on the free list.
+ * Freeing does the reverse: while the block's *buddy* (the other half of its parent) is free too,
+ * take the buddy off its list and merge the two into the parent. After every block is freed the
+ * arena is one free block again.
+ *
+ * The buddy of the block at `offset` with order `k` is found with one XOR, because two buddies
+ * differ only in the bit that is worth the block size:
+ *
+ * ```
+ * buddy = offset ^ (minBlockSize << k)
+ * in units of 16 bytes, order 1 (block size 2 units):  8 ^ 2 = 10  and  10 ^ 2 = 8
+ * parent = offset & ~(minBlockSize << k)                 8 & ~2 = 8  and  10 & ~2 = 8
+ * ```
+ *
+ * ## The bitmap: one bit per node of the block tree
+ *
+ * The blocks form a complete binary tree: the root is the whole arena (order `maxOrder`), and the
+ * children of a block are its two halves. Nodes are numbered in heap order: the root is node 1 and
+ * the children of node `n` are `2n` and `2n + 1`, so the node of the block of order `k` at `offset`
+ * is
+ *
+ * ```
+ * node(k, offset) = (1 << (maxOrder - k)) + (offset >> (log2(minBlockSize) + k))
+ * ```
+ *
+ * (node 0 is unused). Bit `n` of `bitmap` (byte `n >> 3`, bit `n & 7`) is 1 when node `n` is *in
+ * use*: allocated, or split into two halves of which at least one is in use. It is 0 for a free
+ * block and for every node below a free or an allocated block. So an in-use node is allocated when
+ * it has no in-use child, and split otherwise:
+ *
+ * ```
+ * arena of 128 bytes, minBlockSize 16: orders 0..3, nodes 1..15, 16 bits in 2 bytes
+ *
+ * order 3           [1 split      ]               malloc(16) -> 0x00 (node 8)
+ * order 2     [2 split]       [3 free]            malloc(32) -> 0x20 (node 5)
+ * order 1   [4 split][5 alloc] [6  ][7  ]         free lists: order 0: 0x10,
+ * order 0  [8 a][9 f]..................             order 2: 0x40
+ * bitmap bits 1..15: 1 1 0 1 1 0 0 1 0 ...  (byte 0 = 0b00110110, byte 1 = 0b00000001)
+ * ```
+ *
+ * Beside the bitmap, one doubly linked free list per order makes every operation O(maxOrder): no
+ * path scans the bitmap. The links live *inside the free blocks themselves* (two 32-bit offsets at
+ * the start of each free block, hence `minBlockSize >= 8`), so the free lists cost no memory outside
+ * the arena. An allocated block has no header at all: a 16-byte request takes exactly a 16-byte
+ * block, and `free` needs only the offset, because the bitmap tells the block's order.
+ *
+ * ## Costs
+ *
+ * `alloc` and `free` take O(log(size / minBlockSize)) steps. Space: 2 bits per minimum block for the
+ * bitmap (16 KiB for a 1 MiB arena of 16-byte blocks). Internal fragmentation: up to half of a block
+ * (a 513-byte request takes 1024 bytes).
+ *
+ * @module
+ */
+
+import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
+import { checkSize, isPowerOfTwo } from "./_size.ts";
+
+/** Default arena size: 1 MiB. */
+export const DEFAULT_ARENA_SIZE = 1 << 20;
+/** Default minimum block size: 16 bytes, which is also the alignment of every block. */
+export const DEFAULT_MIN_BLOCK_SIZE = 16;
+/** The largest arena a {@linkcode BuddyAllocator} manages: 1 GiB, so offsets fit 32-bit links. */
+export const MAX_ARENA_SIZE = 1 << 30;
+
+/** Options of {@linkcode BuddyAllocator}. */
+export interface BuddyOptions {
+  /** Arena size in bytes, a power of two up to 1 GiB. @default {1048576} (1 MiB) */
+  size?: number;
+  /** Smallest block, and the alignment of every block; a power of two >= 8. @default {16} */
+  minBlockSize?: number;
+  /**
+   * The arena's memory, where free blocks keep their free-list links; at least `size` bytes.
+   * Give the native arena's buffer here. @default {new ArrayBuffer(size)}
+   */
+  memory?: ArrayBufferLike;
+}
+
+/** One block of the arena, as listed by {@linkcode BuddyAllocator.prototype.blocks}. */
+export interface BuddyBlock {
+  /** Offset of the block's first byte. */
+  offset: number;
+  /** Block size in bytes. */
+  size: number;
+  /** The block's order: `size === minBlockSize << order`. */
+  order: number;
+  /** True for an allocated block, false for a free one. */
+  allocated: boolean;
+}
+
+/** End-of-list marker in the free lists. */
+const NIL = -1;
+
+/**
+ * A binary buddy allocator over an arena of `size` bytes, handing out offsets. It keeps its state in
+ * a bitmap with one bit per node of the block tree, and free lists threaded through the free blocks.
+ *
+ * @example Splitting and merging
+ * ```ts
+ * import { BuddyAllocator } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * const buddy = new BuddyAllocator({ size: 1024, minBlockSize: 16 });
+ * const a = buddy.alloc(100); // a 128-byte block
+ * const b = buddy.alloc(16);
+ * assert.equal(a, 0);
+ * assert.equal(buddy.blockSize(a), 128);
+ * assert.equal(b, 128);
+ * buddy.free(a);
+ * buddy.free(b);
+ * assert.equal(buddy.freeBytes, 1024); // merged back into one block
+ * buddy.validate();
+ * ```
+ */
+export class BuddyAllocator {
+  /** Arena size in bytes. */
+  readonly size: number;
+  /** Smallest block size in bytes; every offset returned is a multiple of it. */
+  readonly minBlockSize: number;
+  /** Order of the whole arena: `size === minBlockSize << maxOrder`. */
+  readonly maxOrder: number;
+  /** The block tree, one bit per node (see the module documentation for the layout). */
+  readonly bitmap: Uint8Array;
+
+  #minShift: number;
+  #heads: Int32Array; // first free block of each order, or NIL
+  #links: Int32Array; // in-band links: [offset >> 2] = next, [(offset >> 2) + 1] = previous
+  #freeBytes: number;
+
+  /**
+   * @param options Arena size, minimum block size and backing memory; every field has a default.
+   */
+  constructor(options: BuddyOptions = {}) {
+    const size = options.size ?? DEFAULT_ARENA_SIZE;
+    const minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
+    if (!isPowerOfTwo(minBlockSize) || minBlockSize < 8) {
+      throw new RangeError(
+        `Cannot use minBlockSize ${minBlockSize}: it must be a power of two of at least 8`,
+      );
+    }
+    if (!isPowerOfTwo(size) || size < minBlockSize || size > MAX_ARENA_SIZE) {
+      throw new RangeError(
+        `Cannot use an arena of ${size} bytes: size must be a power of two between minBlockSize (${minBlockSize}) and 2^30`,
+      );
+    }
+    const memory = options.memory ?? new ArrayBuffer(size);
+    if (memory.byteLength < size) {
+      throw new RangeError(
+        `Cannot use ${memory.byteLength} bytes of memory for an arena of ${size} bytes`,
+      );
+    }
+    this.size = size;
+    this.minBlockSize = minBlockSize;
+    this.#minShift = Math.log2(minBlockSize);
+    this.maxOrder = Math.log2(size / minBlockSize);
+    // Nodes 1 .. 2^(maxOrder+1) - 1, one bit each.
+    this.bitmap = new Uint8Array(Math.max(1, 2 ** (this.maxOrder + 1) / 8));
+    this.#heads = new Int32Array(this.maxOrder + 1).fill(NIL);
+    this.#links = new Int32Array(memory, 0, size / 4);
+    this.#push(this.maxOrder, 0);
+    this.#freeBytes = size;
+  }
+
+  /** Bytes in free blocks. */
+  get freeBytes(): number {
+    return this.#freeBytes;
+  }
+
+  /** Size of the largest free block, 0 when the arena is full. O(maxOrder). */
+  get largestFreeBlock(): number {
+    for (let k = this.maxOrder; k >= 0; k--) {
+      if (this.#heads[k] !== NIL) return this.minBlockSize << k;
+    }
+    return 0;
+  }
+
+  /**
+   * The order of the block that serves `size` bytes: the smallest `k` with
+   * `minBlockSize << k >= size`, or -1 when `size` exceeds the arena.
+   *
+   * @param size Requested bytes.
+   * @returns The order, or -1.
+   *
+   * @example Orders of a few sizes
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator(); // 1 MiB of 16-byte blocks
+   * assert.equal(buddy.orderFor(0), 0);
+   * assert.equal(buddy.orderFor(16), 0);
+   * assert.equal(buddy.orderFor(17), 1);
+   * assert.equal(buddy.orderFor(100), 3); // 128 bytes
+   * assert.equal(buddy.orderFor(2 ** 21), -1);
+   * ```
+   */
+  orderFor(size: number): number {
+    checkSize(size, "allocate");
+    if (size > this.size) return -1;
+    if (size <= this.minBlockSize) return 0;
+    // ceil(log2(size)) = 32 - clz32(size - 1): 100 -> 99 = 0b1100011, clz32 = 25, 32 - 25 = 7.
+    return 32 - Math.clz32(size - 1) - this.#minShift;
+  }
+
+  /**
+   * Allocates a block of at least `size` bytes.
+   *
+   * @param size Requested bytes; 0 takes a minimum block.
+   * @returns The block's offset (a multiple of `minBlockSize`), or -1 when no free block fits.
+   *
+   * @example Allocating until full
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 64, minBlockSize: 16 });
+   * assert.deepEqual([buddy.alloc(32), buddy.alloc(16), buddy.alloc(16)], [0, 32, 48]);
+   * assert.equal(buddy.alloc(1), -1);
+   * ```
+   */
+  alloc(size: number): number {
+    const order = this.orderFor(size);
+    if (order < 0) return -1;
+    // 1. Find the smallest order at or above the request that has a free block.
+    let k = order;
+    while (this.#heads[k] === NIL) {
+      if (++k > this.maxOrder) return -1;
+    }
+    // 2. Take that block off its list.
+    const offset = this.#heads[k];
+    this.#unlink(k, offset);
+    // 3. Split it down: the block becomes a split node, its upper half a free block one order lower.
+    while (k > order) {
+      this.#set(this.#node(k, offset));
+      k--;
+      this.#push(k, offset + (this.minBlockSize << k));
+    }
+    // 4. Mark the lower half allocated.
+    this.#set(this.#node(order, offset));
+    this.#freeBytes -= this.minBlockSize << order;
+    return offset;
+  }
+
+  /**
+   * Frees the block that starts at `offset` and merges it with its buddies as far up as they are
+   * free. Throws, and changes nothing, when no allocated block starts at `offset`.
+   *
+   * @param offset The offset that {@linkcode BuddyAllocator.prototype.alloc} returned.
+   * @param base Added to `offset` in error messages (the arena's address); 0 by default.
+   * @returns The size of the freed block.
+   * @throws {DoubleFreeError} When `offset` lies in a free block.
+   * @throws {InvalidFreeError} When `offset` is outside the arena, misaligned, or inside a block.
+   *
+   * @example Freeing twice
+   * ```ts
+   * import { BuddyAllocator, DoubleFreeError } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024 });
+   * const offset = buddy.alloc(16);
+   * assert.equal(buddy.free(offset), 16);
+   * assert.throws(() => buddy.free(offset), DoubleFreeError);
+   * ```
+   */
+  free(offset: number, base = 0): number {
+    const order = this.#allocatedOrder(offset);
+    if (order < 0) throw this.#rejection(offset, base, "free");
+    this.#release(offset, order);
+    return this.minBlockSize << order;
+  }
+
+  /**
+   * Resizes the allocated block at `offset` in place when the new size needs no larger block.
+   * Shrinking gives the block's unneeded upper halves back to the free lists.
+   *
+   * @param offset A block's offset.
+   * @param size The new size in bytes.
+   * @param base Added to `offset` in error messages; 0 by default.
+   * @returns The block's new size, or -1 when `size` needs a larger block (nothing changed).
+   * @throws {DoubleFreeError} When `offset` lies in a free block.
+   * @throws {InvalidFreeError} When no allocated block starts at `offset`.
+   *
+   * @example Shrinking a block in place
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024 });
+   * const offset = buddy.alloc(512);
+   * assert.equal(buddy.resize(offset, 100), 128); // 128 + 256 bytes go back to the free lists
+   * assert.equal(buddy.freeBytes, 1024 - 128);
+   * assert.equal(buddy.resize(offset, 200), -1); // would need a 256-byte block
+   * ```
+   */
+  resize(offset: number, size: number, base = 0): number {
+    const order = this.#allocatedOrder(offset);
+    if (order < 0) throw this.#rejection(offset, base, "reallocate");
+    const wanted = this.orderFor(size);
+    if (wanted < 0 || wanted > order) return -1;
+    // Each step down keeps the lower half (it stays in use: now split) and frees the upper half.
+    for (let k = order; k > wanted; k--) {
+      this.#push(k - 1, offset + (this.minBlockSize << (k - 1)));
+    }
+    this.#set(this.#node(wanted, offset));
+    this.#freeBytes += (this.minBlockSize << order) - (this.minBlockSize << wanted);
+    return this.minBlockSize << wanted;
+  }
+
+  /**
+   * The size of the allocated block that starts at `offset`.
+   *
+   * @param offset A block's offset.
+   * @param base Added to `offset` in error messages; 0 by default.
+   * @returns The block size in bytes (128 for a 100-byte request).
+   * @throws {InvalidAddressError} When no allocated block starts at `offset`.
+   *
+   * @example Block size of a 100-byte request
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator();
+   * assert.equal(buddy.blockSize(buddy.alloc(100)), 128);
+   * ```
+   */
+  blockSize(offset: number, base = 0): number {
+    const order = this.#allocatedOrder(offset);
+    if (order < 0) throw this.#rejection(offset, base, "find the size of");
+    return this.minBlockSize << order;
+  }
+
+  /**
+   * Lists every block, allocated or free, in address order. Walks the tree: for inspection and
+   * pictures, not for hot paths.
+   *
+   * @returns The blocks, lowest offset first.
+   *
+   * @example The blocks after one allocation
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 64 });
+   * buddy.alloc(16);
+   * assert.deepEqual(buddy.blocks().map((b) => [b.offset, b.size, b.allocated]), [
+   *   [0, 16, true],
+   *   [16, 16, false],
+   *   [32, 32, false],
+   * ]);
+   * ```
+   */
+  blocks(): BuddyBlock[] {
+    const out: BuddyBlock[] = [];
+    const visit = (node: number, order: number, offset: number): void => {
+      const inUse = this.#test(node) === 1;
+      if (inUse && order > 0 && this.#hasUsedChild(node)) {
+        const half = this.minBlockSize << (order - 1);
+        visit(2 * node, order - 1, offset);
+        visit(2 * node + 1, order - 1, offset + half);
+      } else {
+        out.push({ offset, size: this.minBlockSize << order, order, allocated: inUse });
+      }
+    };
+    visit(1, this.maxOrder, 0);
+    return out;
+  }
+
+  /**
+   * Checks every invariant of the bitmap and the free lists, and throws an `Error` naming the first
+   * one broken. O(size / minBlockSize): for tests and debugging, never on a hot path.
+   *
+   * Invariants: below a free or allocated block every bit is 0; no split node has two free halves;
+   * every free block is on the list of its order exactly once, and the lists hold nothing else;
+   * the lists' back links match their forward links; `freeBytes` is the sum of the free blocks.
+   *
+   * @example Validating after some work
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   *
+   * const buddy = new BuddyAllocator({ size: 4096 });
+   * buddy.free(buddy.alloc(100));
+   * buddy.validate();
+   * ```
+   */
+  validate(): void {
+    const fail = (what: string): never => {
+      throw new Error(`BuddyAllocator invariant broken: ${what}`);
+    };
+    if (this.#test(0) !== 0) fail("node 0 (unused) has its bit set");
+    // Walk the tree, collecting the free blocks per order.
+    const freeByOrder: Set<number>[] = [];
+    for (let k = 0; k <= this.maxOrder; k++) freeByOrder.push(new Set());
+    let freeBytes = 0;
+    const assertClearBelow = (node: number, order: number): void => {
+      for (let level = 1; level <= order; level++) {
+        const first = node << level;
+        for (let n = first; n < first + (1 << level); n++) {
+          if (this.#test(n)) fail(`node ${n} is set below block node ${node}`);
+        }
+      }
+    };
+    for (const block of this.blocks()) {
+      const node = this.#node(block.order, block.offset);
+      assertClearBelow(node, block.order);
+      if (!block.allocated) {
+        freeByOrder[block.order]!.add(block.offset);
+        freeBytes += block.size;
+        // Two free halves of one parent would have been merged.
+        if (block.order < this.maxOrder && !this.#test(node ^ 1)) {
+          fail(`free block ${hex(block.offset)} (order ${block.order}) has a free buddy`);
+        }
+      }
+    }
+    if (freeBytes !== this.#freeBytes) {
+      fail(`freeBytes is ${this.#freeBytes} but the free blocks add up to ${freeBytes}`);
+    }
+    // Walk the free lists: each must hold exactly the free blocks of its order.
+    for (let k = 0; k <= this.maxOrder; k++) {
+      const expected = freeByOrder[k]!;
+      let previous = NIL;
+      let count = 0;
+      for (let offset = this.#heads[k]!; offset !== NIL; offset = this.#next(offset)) {
+        if (!expected.has(offset)) {
+          fail(`free list ${k} holds ${hex(offset)}, which is not a free block of order ${k}`);
+        }
+        if (this.#prev(offset) !== previous) {
+          fail(`free list ${k}: bad back link at ${hex(offset)}`);
+        }
+        if (++count > expected.size) fail(`free list ${k} is longer than its free blocks (cycle?)`);
+        previous = offset;
+      }
+      if (count !== expected.size) {
+        fail(`free list ${k} holds ${count} blocks, the tree has ${expected.size} free`);
+      }
+    }
+  }
+
+  // --- the block tree ---------------------------------------------------------------------------
+
+  /** Heap-order number of the node of the block of `order` at `offset`. */
+  #node(order: number, offset: number): number {
+    return (1 << (this.maxOrder - order)) + (offset >>> (this.#minShift + order));
+  }
+
+  #test(node: number): number {
+    return (this.bitmap[node >>> 3]! >>> (node & 7)) & 1;
+  }
+
+  #set(node: number): void {
+    this.bitmap[node >>> 3]! |= 1 << (node & 7);
+  }
+
+  #clear(node: number): void {
+    this.bitmap[node >>> 3]! &= ~(1 << (node & 7));
+  }
+
+  #hasUsedChild(node: number): boolean {
+    return (this.#test(2 * node) | this.#test(2 * node + 1)) === 1;
+  }
+
+  /**
+   * The order of the allocated block that starts at `offset`, or -1 if there is none. Walks up from
+   * the smallest order: the first in-use node whose start is `offset` must be that block.
+   */
+  #allocatedOrder(offset: number): number {
+    if (
+      typeof offset !== "number" || !(offset >= 0 && offset < this.size) ||
+      offset % this.minBlockSize !== 0
+    ) return -1;
+    for (let k = 0; k <= this.maxOrder; k++) {
+      // No block of order k or higher starts at an offset that is not a multiple of its size.
+      if ((offset & ((this.minBlockSize << k) - 1)) !== 0) return -1;
+      const node = this.#node(k, offset);
+      if (this.#test(node)) {
+        // In use: allocated when no child is in use; if split, the half at `offset` was free.
+        return k === 0 || !this.#hasUsedChild(node) ? k : -1;
+      }
+    }
+    return -1;
+  }
+
+  /** Marks the block free and merges it with free buddies, then lists the result. */
+  #release(offset: number, order: number): void {
+    this.#clear(this.#node(order, offset));
+    this.#freeBytes += this.minBlockSize << order;
+    let k = order;
+    while (k < this.maxOrder) {
+      // 1. The buddy differs from the block only in the bit worth the block size.
+      const buddy = offset ^ (this.minBlockSize << k);
+      // 2. Stop if the buddy is in use; below a split parent a clear bit means a free block.
+      if (this.#test(this.#node(k, buddy))) break;
+      // 3. Take the buddy off its list; the parent starts at the lower of the two.
+      this.#unlink(k, buddy);
+      offset &= ~(this.minBlockSize << k);
+      k++;
+      // 4. The parent was split; now it is one free block.
+      this.#clear(this.#node(k, offset));
+    }
+    this.#push(k, offset);
+  }
+
+  /** Builds the error for an offset where no allocated block starts, naming what is there. */
+  #rejection(offset: number, base: number, verb: string): Error {
+    if (typeof offset !== "number") {
+      return new TypeError(
+        `Cannot ${verb} ${String(offset)}: an address must be a number, got ${typeof offset}`,
+      );
+    }
+    const address = base + offset;
+    const freeing = verb === "free" || verb === "reallocate";
+    const Invalid = freeing ? InvalidFreeError : InvalidAddressError;
+    const where = `Cannot ${verb} ${hex(address)}`;
+    if (!(offset >= 0 && offset < this.size) || !Number.isInteger(offset)) {
+      return new Invalid(`${where}: it is not an address of this heap`, address);
+    }
+    if (offset % this.minBlockSize !== 0) {
+      return new Invalid(
+        `${where}: blocks are ${this.minBlockSize}-byte aligned, this address is not`,
+        address,
+      );
+    }
+    // Walk down from the root to the block that contains `offset`.
+    let node = 1;
+    let start = 0;
+    for (let k = this.maxOrder;; k--) {
+      const end = start + (this.minBlockSize << k);
+      if (!this.#test(node)) {
+        const Free = freeing ? DoubleFreeError : InvalidAddressError;
+        return new Free(
+          `${where}: it lies in free block [${hex(base + start)}, ${
+            hex(base + end)
+          }) (double free?)`,
+          address,
+        );
+      }
+      if (k === 0 || !this.#hasUsedChild(node)) {
+        return new Invalid(
+          `${where}: it is inside the block [${hex(base + start)}, ${
+            hex(base + end)
+          }), not at its start`,
+          address,
+        );
+      }
+      const half = this.minBlockSize << (k - 1);
+      node *= 2;
+      if (offset >= start + half) {
+        node += 1;
+        start += half;
+      }
+    }
+  }
+
+  // --- free lists (links inside the free blocks) -----------------------------------------------
+
+  #next(offset: number): number {
+    return this.#links[offset >>> 2]!;
+  }
+
+  #prev(offset: number): number {
+    return this.#links[(offset >>> 2) + 1]!;
+  }
+
+  #push(order: number, offset: number): void {
+    const head = this.#heads[order]!;
+    this.#links[offset >>> 2] = head;
+    this.#links[(offset >>> 2) + 1] = NIL;
+    if (head !== NIL) this.#links[(head >>> 2) + 1] = offset;
+    this.#heads[order] = offset;
+  }
+
+  #unlink(order: number, offset: number): void {
+    const next = this.#next(offset);
+    const prev = this.#prev(offset);
+    if (prev === NIL) this.#heads[order] = next;
+    else this.#links[prev >>> 2] = next;
+    if (next !== NIL) this.#links[(next >>> 2) + 1] = prev;
+  }
+}
