@@ -308,11 +308,11 @@ export class BuddyAllocator {
     if (order < 0) throw this.#rejection(offset, base, "reallocate");
     const wanted = this.orderFor(size);
     if (wanted < 0 || wanted > order) return -1;
-    // Each step down keeps the lower half (it stays in use: now split) and frees the upper half.
+    // Each step down splits the block: the lower half stays in use, the upper half becomes free.
     for (let k = order; k > wanted; k--) {
+      this.#set(this.#node(k - 1, offset));
       this.#push(k - 1, offset + (this.minBlockSize << (k - 1)));
     }
-    this.#set(this.#node(wanted, offset));
     this.#freeBytes += (this.minBlockSize << order) - (this.minBlockSize << wanted);
     return this.minBlockSize << wanted;
   }

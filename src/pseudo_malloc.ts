@@ -238,7 +238,9 @@ export class PseudoMalloc {
   malloc(size: number): number {
     if (this.#closed) throw new HeapClosedError("malloc");
     checkSize(size, "allocate");
-    return size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
+    const address = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
+    this.#notePeak();
+    return address;
   }
 
   /**
@@ -271,11 +273,16 @@ export class PseudoMalloc {
         `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
       );
     }
-    if (total >= this.#threshold) return this.#mallocLarge(total); // fresh mappings are zero
-    const address = this.#mallocSmall(total);
-    const arena = this.#arenaOf(address)!;
-    const offset = address - arena.base;
-    arena.bytes.fill(0, offset, offset + arena.buddy.blockSize(offset));
+    let address: number;
+    if (total >= this.#threshold) {
+      address = this.#mallocLarge(total); // a fresh mapping is already zero
+    } else {
+      address = this.#mallocSmall(total);
+      const arena = this.#arenaOf(address)!;
+      const offset = address - arena.base;
+      arena.bytes.fill(0, offset, offset + arena.buddy.blockSize(offset));
+    }
+    this.#notePeak();
     return address;
   }
 
@@ -314,10 +321,16 @@ export class PseudoMalloc {
       return 0;
     }
     const arena = this.#arenaOf(address);
-    if (arena !== undefined) return this.#reallocSmall(arena, address, size);
-    const block = this.#large.get(address);
-    if (block === undefined) throw this.#unknownAddress(address, "reallocate");
-    return this.#reallocLarge(block, address, size);
+    let moved: number;
+    if (arena !== undefined) {
+      moved = this.#reallocSmall(arena, address, size);
+    } else {
+      const block = this.#large.get(address);
+      if (block === undefined) throw this.#unknownAddress(address, "reallocate");
+      moved = this.#reallocLarge(block, address, size);
+    }
+    this.#notePeak();
+    return moved;
   }
 
   /**
@@ -648,7 +661,7 @@ export class PseudoMalloc {
     arena.requested[offset >>> this.#minShift] = size;
     this.#small++;
     this.#totalAllocations++;
-    this.#addLive(size);
+    this.#liveBytes += size;
     return arena.base + offset;
   }
 
@@ -704,7 +717,7 @@ export class PseudoMalloc {
     // address, throwing InvalidFreeError/DoubleFreeError for a block that is not live).
     const inPlace = size < this.#threshold ? size : this.#arenaSize + 1;
     if (arena.buddy.resize(offset, inPlace, arena.base) >= 0) {
-      this.#addLive(size - arena.requested[slot]!);
+      this.#liveBytes += size - arena.requested[slot]!;
       arena.requested[slot] = size;
       return address;
     }
@@ -728,7 +741,7 @@ export class PseudoMalloc {
     this.#addMapped(length);
     this.#largeCount++;
     this.#totalAllocations++;
-    this.#addLive(size);
+    this.#liveBytes += size;
     return address;
   }
 
@@ -753,7 +766,7 @@ export class PseudoMalloc {
       }
     }
     this.#addMapped(length - block.length);
-    this.#addLive(size - block.requested);
+    this.#liveBytes += size - block.requested;
     if (moved !== address) {
       this.#large.delete(address);
       this.#rememberUnmap(address);
@@ -833,8 +846,11 @@ export class PseudoMalloc {
     return new Invalid(`${where}: it is not an address of this heap`, address);
   }
 
-  #addLive(bytes: number): void {
-    this.#liveBytes += bytes;
+  /**
+   * Records the live-bytes peak. Called once per public call, after it: a realloc that moves a
+   * block holds both for a moment, which is not a peak the caller could observe.
+   */
+  #notePeak(): void {
     if (this.#liveBytes > this.#peakLiveBytes) this.#peakLiveBytes = this.#liveBytes;
   }
 
