@@ -16,7 +16,7 @@
  * const address = heap.malloc(text.length);
  * heap.bytes(address, text.length).set(text);
  *
- * const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+ * const libc = Deno.dlopen(Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", {
  *   strlen: { parameters: ["pointer"], result: "usize" },
  * });
  * console.log(libc.symbols.strlen(heap.pointer(address))); // 8n

@@ -139,6 +139,8 @@ export class BuddyAllocator {
   #freeBytes: number;
 
   /**
+   * Creates an allocator whose whole arena is one free block.
+   *
    * @param options Arena size, minimum block size and backing memory; every field has a default.
    */
   constructor(options: BuddyOptions = {}) {

@@ -41,6 +41,8 @@ export class InvalidAddressError extends Error {
   readonly address: number;
 
   /**
+   * Creates the error.
+   *
    * @param message What was wrong, naming the address.
    * @param address The rejected address or offset.
    */
@@ -104,6 +106,8 @@ export class OutOfMemoryError extends Error {
   readonly errno: number | undefined;
 
   /**
+   * Creates the error.
+   *
    * @param message What could not be served.
    * @param errno The OS error number, when a system call failed.
    */
@@ -128,7 +132,11 @@ export class OutOfMemoryError extends Error {
  * ```
  */
 export class HeapClosedError extends Error {
-  /** @param operation The method that was called. */
+  /**
+   * Creates the error.
+   *
+   * @param operation The method that was called.
+   */
   constructor(operation: string) {
     super(`Cannot call ${operation}: the heap is closed`);
     this.name = "HeapClosedError";

@@ -497,6 +497,7 @@ export class PseudoMalloc {
    * ```
    */
   stats(): HeapStats {
+    if (this.#closed) throw new HeapClosedError("stats");
     return {
       arenas: this.#arenas.length,
       mappedBytes: this.#mappedBytes,
@@ -526,6 +527,7 @@ export class PseudoMalloc {
    * ```
    */
   validate(): void {
+    if (this.#closed) throw new HeapClosedError("validate");
     let small = 0;
     let requested = 0;
     let allocated = 0;
@@ -586,6 +588,7 @@ export class PseudoMalloc {
    * ```
    */
   heapMap(): string {
+    if (this.#closed) throw new HeapClosedError("heapMap");
     const lines: string[] = [];
     for (const [index, arena] of this.#arenas.entries()) {
       lines.push(
@@ -602,8 +605,9 @@ export class PseudoMalloc {
   }
 
   /**
-   * Unmaps every arena and large block. Every later call except `close` throws
-   * {@linkcode HeapClosedError}; closing twice does nothing. Views of the heap's memory die.
+   * Unmaps every arena and large block. Every later method call except `close` throws
+   * {@linkcode HeapClosedError}; closing twice does nothing. Views of the heap's memory die: touching
+   * one kills the process.
    *
    * @example Explicit close
    * ```ts

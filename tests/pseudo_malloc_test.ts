@@ -16,9 +16,10 @@ import {
   realloc,
   usableSize,
 } from "../mod.ts";
+import { protectMemory } from "../ffi/libc.ts";
 
 const ARENA = DEFAULT_ARENA_SIZE;
-const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
+const libc = Deno.dlopen(Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", {
   strlen: { parameters: ["pointer"], result: "usize" },
 });
 
@@ -425,10 +426,14 @@ Deno.test("PseudoMalloc.stats counts totals, peaks and live bytes", () => {
 Deno.test("PseudoMalloc.close unmaps everything and later calls throw HeapClosedError", () => {
   const heap = new PseudoMalloc();
   const a = heap.malloc(10);
-  heap.malloc(100_000);
+  const large = heap.malloc(100_000);
+  const arena = a - (a % ARENA);
+  assert.ok(protectMemory(arena, heap.pageSize, "read-write"), "mapped before close");
   heap.close();
-  assert.equal(heap.stats().mappedBytes, 0);
-  assert.equal(heap.stats().arenas, 0);
+  // mprotect fails (ENOMEM) on memory that is no longer mapped.
+  assert.equal(protectMemory(arena, heap.pageSize, "read-write"), false);
+  assert.equal(protectMemory(arena + ARENA - heap.pageSize, heap.pageSize, "read-write"), false);
+  assert.equal(protectMemory(large, heap.pageSize, "read-write"), false);
   assert.throws(() => heap.malloc(1), {
     name: "HeapClosedError",
     message: "Cannot call malloc: the heap is closed",
@@ -439,6 +444,10 @@ Deno.test("PseudoMalloc.close unmaps everything and later calls throw HeapClosed
   assert.throws(() => heap.usableSize(a), HeapClosedError);
   assert.throws(() => heap.bytes(a), HeapClosedError);
   assert.throws(() => heap.pointer(a), HeapClosedError);
+  assert.throws(() => heap.addressOf(null), HeapClosedError);
+  assert.throws(() => heap.stats(), HeapClosedError);
+  assert.throws(() => heap.validate(), HeapClosedError);
+  assert.throws(() => heap.heapMap(), HeapClosedError);
   heap.close(); // closing twice is harmless
 });
 
