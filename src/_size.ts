@@ -4,6 +4,15 @@
  * The largest request any allocator accepts: 2^47 bytes (128 TiB), the user address space of
  * x86_64 and arm64 with 4-level page tables. Larger sizes can never be mapped, so they are a
  * `RangeError`; sizes below it that the OS refuses are an `OutOfMemoryError`.
+ *
+ * @example Beyond any mapping
+ * ```ts
+ * import { MAX_SIZE, PseudoMalloc } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc();
+ * assert.throws(() => heap.malloc(MAX_SIZE + 1), RangeError);
+ * ```
  */
 export const MAX_SIZE = 2 ** 47;
 

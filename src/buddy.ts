@@ -67,14 +67,54 @@
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
 import { checkSize, isPowerOfTwo } from "./_size.ts";
 
-/** Default arena size: 1 MiB. */
+/**
+ * Default arena size: 1 MiB.
+ *
+ * @example The default arena holds 2048 blocks of 512 bytes
+ * ```ts
+ * import { DEFAULT_ARENA_SIZE } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DEFAULT_ARENA_SIZE / 512, 2048);
+ * ```
+ */
 export const DEFAULT_ARENA_SIZE = 1 << 20;
-/** Default minimum block size: 16 bytes, which is also the alignment of every block. */
+/**
+ * Default minimum block size: 16 bytes, which is also the alignment of every block.
+ *
+ * @example Orders of the default arena
+ * ```ts
+ * import { DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(Math.log2(DEFAULT_ARENA_SIZE / DEFAULT_MIN_BLOCK_SIZE), 16); // orders 0..16
+ * ```
+ */
 export const DEFAULT_MIN_BLOCK_SIZE = 16;
-/** The largest arena a {@linkcode BuddyAllocator} manages: 1 GiB, so offsets fit 32-bit links. */
+/**
+ * The largest arena a {@linkcode BuddyAllocator} manages: 1 GiB, so offsets fit 32-bit links.
+ *
+ * @example Too large an arena
+ * ```ts
+ * import { BuddyAllocator, MAX_ARENA_SIZE } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => new BuddyAllocator({ size: MAX_ARENA_SIZE * 2 }), RangeError);
+ * ```
+ */
 export const MAX_ARENA_SIZE = 1 << 30;
 
-/** Options of {@linkcode BuddyAllocator}. */
+/**
+ * Options of {@linkcode BuddyAllocator}.
+ *
+ * @example A 4 KiB arena of 32-byte blocks
+ * ```ts
+ * import { BuddyAllocator, type BuddyOptions } from "@pseudo/malloc";
+ *
+ * const options: BuddyOptions = { size: 4096, minBlockSize: 32 };
+ * new BuddyAllocator(options).validate();
+ * ```
+ */
 export interface BuddyOptions {
   /** Arena size in bytes, a power of two up to 1 GiB. @default {1048576} (1 MiB) */
   size?: number;
@@ -87,7 +127,18 @@ export interface BuddyOptions {
   memory?: ArrayBufferLike;
 }
 
-/** One block of the arena, as listed by {@linkcode BuddyAllocator.prototype.blocks}. */
+/**
+ * One block of the arena, as listed by {@linkcode BuddyAllocator.prototype.blocks}.
+ *
+ * @example The first block
+ * ```ts
+ * import { BuddyAllocator, type BuddyBlock } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * const first: BuddyBlock = new BuddyAllocator({ size: 64 }).blocks()[0]!;
+ * assert.deepEqual(first, { offset: 0, size: 64, order: 2, allocated: false });
+ * ```
+ */
 export interface BuddyBlock {
   /** Offset of the block's first byte. */
   offset: number;

@@ -57,7 +57,17 @@ import {
   unmapMemory,
 } from "../ffi/libc.ts";
 
-/** Options of {@linkcode PseudoMalloc}. Every field has a default. */
+/**
+ * Options of {@linkcode PseudoMalloc}. Every field has a default.
+ *
+ * @example The original design: one fixed 1 MiB arena
+ * ```ts
+ * import { PseudoMalloc, type PseudoMallocOptions } from "@pseudo/malloc";
+ *
+ * const options: PseudoMallocOptions = { maxArenas: 1 };
+ * using heap = new PseudoMalloc(options);
+ * ```
+ */
 export interface PseudoMallocOptions {
   /** Bytes per buddy arena: a power of two, at least a page, at most 1 GiB. @default {1048576} */
   arenaSize?: number;
@@ -75,7 +85,19 @@ export interface PseudoMallocOptions {
   maxArenas?: number;
 }
 
-/** A snapshot of a heap's counters, from {@linkcode PseudoMalloc.prototype.stats}. */
+/**
+ * A snapshot of a heap's counters, from {@linkcode PseudoMalloc.prototype.stats}.
+ *
+ * @example Internal fragmentation of the live blocks
+ * ```ts
+ * import { type HeapStats, PseudoMalloc } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc();
+ * heap.malloc(100);
+ * const stats: HeapStats = heap.stats();
+ * console.log(1 - stats.liveBytes / stats.allocatedBytes); // 0.21875: 28 of 128 bytes unused
+ * ```
+ */
 export interface HeapStats {
   /** Buddy arenas mapped now. */
   arenas: number;
