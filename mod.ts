@@ -31,6 +31,7 @@
 
 export { PseudoMalloc } from "./src/pseudo_malloc.ts";
 export type { HeapStats, PseudoMallocOptions } from "./src/pseudo_malloc.ts";
+export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export {
   BuddyAllocator,
   DEFAULT_ARENA_SIZE,

@@ -38,22 +38,17 @@ import {
   DEFAULT_ARENA_SIZE,
   DEFAULT_MIN_BLOCK_SIZE,
 } from "./buddy.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  InvalidFreeError,
-  OutOfMemoryError,
-} from "./errors.ts";
-import { checkSize, isPowerOfTwo, MAX_SIZE, roundUp } from "./_size.ts";
+import type { Allocator, AllocatorStats } from "./allocator.ts";
+import { HeapClosedError, hex, OutOfMemoryError } from "./errors.ts";
+import { Counters } from "./_counters.ts";
+import { Mappings } from "./_mappings.ts";
+import { checkSize, isPowerOfTwo, MAX_SIZE } from "./_size.ts";
 import {
   addressFrom,
   mapMemory,
   memoryView,
   pageSize,
   pointerFrom,
-  remapMemory,
   unmapMemory,
 } from "../ffi/libc.ts";
 
@@ -98,29 +93,13 @@ export interface PseudoMallocOptions {
  * console.log(1 - stats.liveBytes / stats.allocatedBytes); // 0.21875: 28 of 128 bytes unused
  * ```
  */
-export interface HeapStats {
+export interface HeapStats extends AllocatorStats {
   /** Buddy arenas mapped now. */
   arenas: number;
-  /** Bytes taken from the OS now: arenas plus large mappings. */
-  mappedBytes: number;
-  /** Highest `mappedBytes` so far. */
-  peakMappedBytes: number;
-  /** Blocks allocated and not yet freed. */
-  liveAllocations: number;
-  /** Bytes requested by the live blocks (a 100-byte request counts 100). */
-  liveBytes: number;
-  /** Highest `liveBytes` so far. */
-  peakLiveBytes: number;
-  /** Bytes of the blocks behind the live allocations (a 100-byte request counts 128). */
-  allocatedBytes: number;
   /** Live blocks served by an arena. */
   smallAllocations: number;
   /** Live blocks with their own mapping. */
   largeAllocations: number;
-  /** Blocks handed out so far by malloc, calloc and realloc (a realloc that moves counts one). */
-  totalAllocations: number;
-  /** Blocks given back so far by free and realloc (a realloc that moves counts one). */
-  totalFrees: number;
 }
 
 /** One buddy arena: its mapping, its allocator and one view over all of it. */
@@ -131,16 +110,6 @@ interface Arena {
   /** Requested size of the live block at each minimum-block index. */
   requested: Uint16Array | Uint32Array;
 }
-
-/** One large block: its own mapping. */
-interface LargeBlock {
-  length: number;
-  requested: number;
-  bytes: Uint8Array | undefined;
-}
-
-/** How many unmapped large addresses are remembered to tell a double free from a foreign one. */
-const RECENT_UNMAPS = 1024;
 
 /**
  * A malloc for native memory: buddy arenas for small requests, `mmap` for large ones. Addresses are
@@ -160,7 +129,7 @@ const RECENT_UNMAPS = 1024;
  * heap.free(address);
  * ```
  */
-export class PseudoMalloc {
+export class PseudoMalloc implements Allocator {
   #arenaSize: number;
   #minBlockSize: number;
   #minShift: number;
@@ -171,18 +140,10 @@ export class PseudoMalloc {
   #arenas: Arena[] = [];
   #arenaByKey = new Map<number, Arena>();
   #current: Arena | undefined;
-  #large = new Map<number, LargeBlock>();
-  #recentUnmaps = new Set<number>();
+  #large: Mappings;
   #closed = false;
-
-  #mappedBytes = 0;
-  #peakMappedBytes = 0;
-  #liveBytes = 0;
-  #peakLiveBytes = 0;
+  #counters = new Counters();
   #small = 0;
-  #largeCount = 0;
-  #totalAllocations = 0;
-  #totalFrees = 0;
 
   /**
    * Creates a heap. Arenas are mapped on first use.
@@ -193,6 +154,7 @@ export class PseudoMalloc {
    */
   constructor(options: PseudoMallocOptions = {}) {
     this.#pageSize = pageSize();
+    this.#large = new Mappings(this.#pageSize, "large block");
     this.#arenaSize = options.arenaSize ?? DEFAULT_ARENA_SIZE;
     this.#minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
     this.#threshold = options.mmapThreshold ?? this.#pageSize / 4;
@@ -261,7 +223,7 @@ export class PseudoMalloc {
     if (this.#closed) throw new HeapClosedError("malloc");
     checkSize(size, "allocate");
     const address = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
-    this.#notePeak();
+    this.#notePeaks();
     return address;
   }
 
@@ -304,7 +266,7 @@ export class PseudoMalloc {
       const offset = address - arena.base;
       arena.bytes.fill(0, offset, offset + arena.buddy.blockSize(offset));
     }
-    this.#notePeak();
+    this.#notePeaks();
     return address;
   }
 
@@ -343,15 +305,10 @@ export class PseudoMalloc {
       return 0;
     }
     const arena = this.#arenaOf(address);
-    let moved: number;
-    if (arena !== undefined) {
-      moved = this.#reallocSmall(arena, address, size);
-    } else {
-      const block = this.#large.get(address);
-      if (block === undefined) throw this.#unknownAddress(address, "reallocate");
-      moved = this.#reallocLarge(block, address, size);
-    }
-    this.#notePeak();
+    const moved = arena !== undefined
+      ? this.#reallocSmall(arena, address, size)
+      : this.#reallocLarge(address, size);
+    this.#notePeaks();
     return moved;
   }
 
@@ -378,17 +335,11 @@ export class PseudoMalloc {
     if (arena !== undefined) {
       const offset = address - arena.base;
       arena.buddy.free(offset, arena.base);
-      this.#liveBytes -= arena.requested[offset >>> this.#minShift]!;
+      this.#counters.freed(arena.requested[offset >>> this.#minShift]!);
       this.#small--;
-      this.#totalFrees++;
       return;
     }
-    const block = this.#large.get(address);
-    if (block === undefined) throw this.#unknownAddress(address, "free");
-    this.#unmapLarge(address, block);
-    this.#largeCount--;
-    this.#liveBytes -= block.requested;
-    this.#totalFrees++;
+    this.#counters.freed(this.#large.unmap(address));
   }
 
   /**
@@ -411,9 +362,9 @@ export class PseudoMalloc {
     if (this.#closed) throw new HeapClosedError("usableSize");
     const arena = this.#arenaOf(address);
     if (arena !== undefined) return arena.buddy.blockSize(address - arena.base, arena.base);
-    const block = this.#large.get(address);
-    if (block === undefined) throw this.#unknownAddress(address, "find the size of");
-    return block.length;
+    const length = this.#large.lengthOf(address);
+    if (length < 0) throw this.#large.rejection(address, "find the size of");
+    return length;
   }
 
   /**
@@ -520,18 +471,12 @@ export class PseudoMalloc {
    */
   stats(): HeapStats {
     if (this.#closed) throw new HeapClosedError("stats");
+    const mapped = this.#mappedBytes();
     return {
       arenas: this.#arenas.length,
-      mappedBytes: this.#mappedBytes,
-      peakMappedBytes: this.#peakMappedBytes,
-      liveAllocations: this.#small + this.#largeCount,
-      liveBytes: this.#liveBytes,
-      peakLiveBytes: this.#peakLiveBytes,
-      allocatedBytes: this.#mappedBytes - this.#arenaFreeBytes(),
+      ...this.#counters.snapshot(mapped, mapped - this.#arenaFreeBytes()),
       smallAllocations: this.#small,
-      largeAllocations: this.#largeCount,
-      totalAllocations: this.#totalAllocations,
-      totalFrees: this.#totalFrees,
+      largeAllocations: this.#large.count,
     };
   }
 
@@ -575,10 +520,10 @@ export class PseudoMalloc {
       }
       mapped += this.#arenaSize;
     }
-    for (const block of this.#large.values()) {
-      requested += block.requested;
-      allocated += block.length;
-      mapped += block.length;
+    for (const [, length, size] of this.#large.entries()) {
+      requested += size;
+      allocated += length;
+      mapped += length;
     }
     const expect = (what: string, actual: number, expected: number): void => {
       if (actual !== expected) {
@@ -588,10 +533,10 @@ export class PseudoMalloc {
       }
     };
     expect("smallAllocations", this.#small, small);
-    expect("largeAllocations", this.#largeCount, this.#large.size);
-    expect("liveBytes", this.#liveBytes, requested);
-    expect("allocatedBytes", this.#mappedBytes - this.#arenaFreeBytes(), allocated);
-    expect("mappedBytes", this.#mappedBytes, mapped);
+    expect("liveAllocations", this.#counters.liveAllocations, small + this.#large.count);
+    expect("liveBytes", this.#counters.liveBytes, requested);
+    expect("allocatedBytes", this.#mappedBytes() - this.#arenaFreeBytes(), allocated);
+    expect("mappedBytes", this.#mappedBytes(), mapped);
   }
 
   /**
@@ -620,8 +565,8 @@ export class PseudoMalloc {
       );
       lines.push(...renderOccupancy(arena.buddy.blocks(), this.#arenaSize));
     }
-    if (this.#large.size > 0) {
-      lines.push(`${this.#large.size} large mappings, ${this.#largeMappedBytes()} bytes`);
+    if (this.#large.count > 0) {
+      lines.push(`${this.#large.count} large mappings, ${this.#large.mappedBytes} bytes`);
     }
     return lines.join("\n");
   }
@@ -644,13 +589,10 @@ export class PseudoMalloc {
     if (this.#closed) return;
     this.#closed = true;
     for (const arena of this.#arenas) unmapMemory(arena.base, this.#arenaSize);
-    for (const [address, block] of this.#large) unmapMemory(address, block.length);
+    this.#large.close();
     this.#arenas = [];
     this.#arenaByKey.clear();
     this.#current = undefined;
-    this.#large.clear();
-    this.#recentUnmaps.clear();
-    this.#mappedBytes = 0;
   }
 
   /**
@@ -686,8 +628,7 @@ export class PseudoMalloc {
     arena = arena!;
     arena.requested[offset >>> this.#minShift] = size;
     this.#small++;
-    this.#totalAllocations++;
-    this.#liveBytes += size;
+    this.#counters.allocated(size);
     return arena.base + offset;
   }
 
@@ -732,7 +673,6 @@ export class PseudoMalloc {
     };
     this.#arenas.push(arena);
     this.#arenaByKey.set(base / this.#arenaSize, arena);
-    this.#addMapped(this.#arenaSize);
     return arena;
   }
 
@@ -743,7 +683,7 @@ export class PseudoMalloc {
     // address, throwing InvalidFreeError/DoubleFreeError for a block that is not live).
     const inPlace = size < this.#threshold ? size : this.#arenaSize + 1;
     if (arena.buddy.resize(offset, inPlace, arena.base) >= 0) {
-      this.#liveBytes += size - arena.requested[slot]!;
+      this.#counters.liveBytes += size - arena.requested[slot]!;
       arena.requested[slot] = size;
       return address;
     }
@@ -760,74 +700,39 @@ export class PseudoMalloc {
   // --- large blocks -----------------------------------------------------------------------------
 
   #mallocLarge(size: number): number {
-    const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const address = mapMemory(length);
-    this.#recentUnmaps.delete(address);
-    this.#large.set(address, { length, requested: size, bytes: undefined });
-    this.#addMapped(length);
-    this.#largeCount++;
-    this.#totalAllocations++;
-    this.#liveBytes += size;
+    const address = this.#large.map(size);
+    this.#counters.allocated(size);
     return address;
   }
 
-  #reallocLarge(block: LargeBlock, address: number, size: number): number {
+  #reallocLarge(address: number, size: number): number {
+    const length = this.#large.lengthOf(address);
+    if (length < 0) throw this.#large.rejection(address, "reallocate");
     if (size < this.#threshold) {
       const moved = this.#mallocSmall(size);
-      this.#view(moved, size).set(this.#view(address, size));
+      this.#view(moved, size).set(this.#large.view(address, size));
       this.free(address);
       return moved;
     }
-    const length = roundUp(size, this.#pageSize);
-    let moved = address;
-    if (length !== block.length) {
-      const remapped = remapMemory(address, block.length, length);
-      if (remapped === undefined) {
-        moved = mapMemory(length);
-        const kept = Math.min(block.length, length);
-        new Uint8Array(memoryView(moved, kept)).set(this.#view(address, kept));
-        unmapMemory(address, block.length);
-      } else {
-        moved = remapped;
-      }
-    }
-    this.#addMapped(length - block.length);
-    this.#liveBytes += size - block.requested;
+    const before = this.#large.requestedBytes;
+    const moved = this.#large.resize(address, size);
+    this.#counters.liveBytes += this.#large.requestedBytes - before;
     if (moved !== address) {
-      this.#large.delete(address);
-      this.#rememberUnmap(address);
-      this.#recentUnmaps.delete(moved);
-      this.#totalAllocations++;
-      this.#totalFrees++;
+      this.#counters.totalAllocations++;
+      this.#counters.totalFrees++;
     }
-    this.#large.set(moved, { length, requested: size, bytes: undefined });
     return moved;
   }
 
-  #unmapLarge(address: number, block: LargeBlock): void {
-    unmapMemory(address, block.length);
-    this.#large.delete(address);
-    this.#rememberUnmap(address);
-    this.#addMapped(-block.length);
-  }
-
-  #rememberUnmap(address: number): void {
-    this.#recentUnmaps.add(address);
-    if (this.#recentUnmaps.size > RECENT_UNMAPS) {
-      this.#recentUnmaps.delete(this.#recentUnmaps.values().next().value!);
-    }
+  /** Bytes taken from the OS: arenas and large mappings. */
+  #mappedBytes(): number {
+    return this.#arenas.length * this.#arenaSize + this.#large.mappedBytes;
   }
 
   /** Free bytes of all arenas together. */
   #arenaFreeBytes(): number {
     let total = 0;
     for (const arena of this.#arenas) total += arena.buddy.freeBytes;
-    return total;
-  }
-
-  #largeMappedBytes(): number {
-    let total = 0;
-    for (const block of this.#large.values()) total += block.length;
     return total;
   }
 
@@ -840,49 +745,11 @@ export class PseudoMalloc {
       const offset = address - arena.base;
       return arena.bytes.subarray(offset, offset + length);
     }
-    const block = this.#large.get(address)!;
-    block.bytes ??= new Uint8Array(memoryView(address, block.length));
-    return block.bytes.subarray(0, length);
+    return this.#large.view(address, length);
   }
 
-  /** The error for an address that is neither in an arena nor a live large block. */
-  #unknownAddress(address: number, verb: string): Error {
-    if (typeof address !== "number") {
-      return new TypeError(
-        `Cannot ${verb} ${String(address)}: an address must be a number, got ${typeof address}`,
-      );
-    }
-    const freeing = verb === "free" || verb === "reallocate";
-    const where = `Cannot ${verb} ${hex(address)}`;
-    if (this.#recentUnmaps.has(address)) {
-      const message = `${where}: this large block was already freed`;
-      return freeing
-        ? new DoubleFreeError(message, address)
-        : new InvalidAddressError(message, address);
-    }
-    const Invalid = freeing ? InvalidFreeError : InvalidAddressError;
-    for (const [start, block] of this.#large) {
-      if (address > start && address < start + block.length) {
-        return new Invalid(
-          `${where}: it is inside the large block at ${hex(start)}, not at its start`,
-          address,
-        );
-      }
-    }
-    return new Invalid(`${where}: it is not an address of this heap`, address);
-  }
-
-  /**
-   * Records the live-bytes peak. Called once per public call, after it: a realloc that moves a
-   * block holds both for a moment, which is not a peak the caller could observe.
-   */
-  #notePeak(): void {
-    if (this.#liveBytes > this.#peakLiveBytes) this.#peakLiveBytes = this.#liveBytes;
-  }
-
-  #addMapped(bytes: number): void {
-    this.#mappedBytes += bytes;
-    if (this.#mappedBytes > this.#peakMappedBytes) this.#peakMappedBytes = this.#mappedBytes;
+  #notePeaks(): void {
+    this.#counters.notePeaks(this.#mappedBytes());
   }
 }
 
