@@ -17,6 +17,7 @@ import {
   usableSize,
 } from "../mod.ts";
 import { protectMemory } from "../ffi/libc.ts";
+import { contractSuite } from "./_contract.ts";
 
 const ARENA = DEFAULT_ARENA_SIZE;
 const libc = Deno.dlopen(Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", {
@@ -506,4 +507,10 @@ Deno.test("malloc, calloc, realloc, free and usableSize use one default heap", (
   free(0);
   assert.equal(defaultHeap().stats().liveAllocations, before);
   defaultHeap().validate();
+});
+
+contractSuite("PseudoMalloc", () => new PseudoMalloc(), {
+  detectsDoubleFree: true,
+  detectsInvalidFree: true,
+  reusesMemory: true,
 });
