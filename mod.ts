@@ -48,3 +48,4 @@ export {
 } from "./src/errors.ts";
 export { MAX_SIZE } from "./src/_size.ts";
 export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";
+export { MmapAllocator } from "./src/mmap_allocator.ts";

@@ -1,0 +1,411 @@
+/**
+ * The simplest allocator there is: every block is a mapping of its own.
+ *
+ * ## Algorithm
+ *
+ * `malloc(n)` asks the kernel for `n` bytes rounded up to whole pages (`mmap`), `free` gives them
+ * straight back (`munmap`), and `realloc` resizes the mapping with `mremap` (on Linux the kernel
+ * moves the page-table entries, not the bytes; elsewhere it maps, copies and unmaps). The allocator
+ * itself keeps one small record per live block, keyed by address, in a `Map`.
+ *
+ * ```
+ *   malloc(100)  ──▶ mmap(4096)   ┌─100─┬──── unused ────┐
+ *   malloc(5000) ──▶ mmap(8192)   ┌────5000────┬── unused ──┐
+ *   free(a)      ──▶ munmap(a, length)
+ * ```
+ *
+ * ## Costs
+ *
+ * - Time: one system call per `malloc`, `free` and page-changing `realloc`, plus a page fault on
+ *   the first touch of every page and a TLB shootdown per `munmap`. That is thousands of times the
+ *   cost of a free-list pop, which is the point of the design: it shows why every real malloc
+ *   serves small requests from memory it already holds. `calloc` is free: fresh pages are zero.
+ * - Space: every block takes whole pages, so a 16-byte request occupies 4096 bytes (99.6 %
+ *   internal fragmentation); on average half a page is wasted per block. External fragmentation is
+ *   the kernel's problem, and none stays behind: freed memory goes back to the OS at once. The
+ *   kernel also limits the number of mappings (`vm.max_map_count`, 65530 by default on Linux), so
+ *   a program cannot hold more live blocks than that.
+ * - Metadata: one JS record per live block; nothing in native memory.
+ *
+ * ## Misuse detected
+ *
+ * - Foreign addresses (never returned, or interior to a block): always, since a block exists only
+ *   if its address is in the record map. Interior addresses are named as such.
+ * - Double free: the last 1024 unmapped addresses are remembered, so freeing one of them again
+ *   throws {@linkcode DoubleFreeError} — until the kernel hands the same address to a new block.
+ *   Then the stale `free` frees the new block, which no allocator that reuses addresses can tell.
+ * - Use after free is the one misuse the OS catches for us: touching an unmapped block faults.
+ *   That kills the whole process rather than throwing, so never keep a view past `free`.
+ * - Overflow past the block's pages faults the same way; overflow into the page-rounding slack
+ *   goes unnoticed.
+ *
+ * @module
+ */
+
+import type { Allocator, AllocatorStats } from "./allocator.ts";
+import { HeapClosedError, hex } from "./errors.ts";
+import { Counters } from "./_counters.ts";
+import { Mappings } from "./_mappings.ts";
+import { checkSize, MAX_SIZE, roundUp } from "./_size.ts";
+import { pageSize } from "../ffi/libc.ts";
+
+/**
+ * A malloc where every block is its own `mmap` and every `free` its `munmap`: simple, exact about
+ * misuse, and slow (one system call per request). Blocks are page-aligned and a whole number of
+ * pages long. Needs `--allow-ffi`.
+ *
+ * @example One mapping per block
+ * ```ts
+ * import { MmapAllocator } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new MmapAllocator();
+ * const address = heap.malloc(100);
+ * assert.equal(address % heap.pageSize, 0);
+ * assert.equal(heap.usableSize(address), heap.pageSize);
+ * assert.equal(heap.stats().mappedBytes, heap.pageSize);
+ * heap.free(address);
+ * assert.equal(heap.stats().mappedBytes, 0);
+ * ```
+ */
+export class MmapAllocator implements Allocator {
+  #pageSize: number;
+  #blocks: Mappings;
+  #counters = new Counters();
+  #closed = false;
+
+  /**
+   * Creates an allocator. Nothing is mapped until the first request.
+   *
+   * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+   *
+   * @example Creating one
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new MmapAllocator();
+   * console.log(heap.stats().mappedBytes); // 0
+   * ```
+   */
+  constructor() {
+    this.#pageSize = pageSize();
+    this.#blocks = new Mappings(this.#pageSize, "block");
+  }
+
+  /**
+   * The OS page size in bytes: every block is a multiple of it.
+   *
+   * @returns The page size, e.g. 4096.
+   *
+   * @example Blocks are whole pages
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * assert.equal(heap.usableSize(heap.malloc(heap.pageSize + 1)), 2 * heap.pageSize);
+   * ```
+   */
+  get pageSize(): number {
+    return this.#pageSize;
+  }
+
+  /**
+   * Allocates `size` bytes in a mapping of their own. The memory is zero (fresh pages), but
+   * portable code should not count on it: use `calloc`.
+   *
+   * @param size Bytes wanted; 0 gives a unique one-page block that must be freed too.
+   * @returns The block's address, page-aligned.
+   * @throws {TypeError} When `size` is not a number.
+   * @throws {RangeError} When `size` is negative, fractional, not finite or above 2^47.
+   * @throws {OutOfMemoryError} When the OS refuses the mapping; `errno` tells why.
+   *
+   * @example A block per request
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const a = heap.malloc(10);
+   * const b = heap.malloc(10);
+   * assert.notEqual(a, b);
+   * assert.equal(heap.stats().mappedBytes, 2 * heap.pageSize);
+   * ```
+   */
+  malloc(size: number): number {
+    if (this.#closed) throw new HeapClosedError("malloc");
+    checkSize(size, "allocate");
+    const address = this.#blocks.map(size);
+    this.#counters.allocated(size);
+    this.#notePeaks();
+    return address;
+  }
+
+  /**
+   * Allocates zeroed memory for `count` elements of `size` bytes. Costs no more than `malloc`:
+   * a fresh mapping is already zero, so no byte is written.
+   *
+   * @param count Number of elements.
+   * @param size Bytes per element.
+   * @returns The block's address, page-aligned.
+   * @throws {TypeError} When an argument is not a number.
+   * @throws {RangeError} When an argument is invalid or `count * size` exceeds 2^47.
+   * @throws {OutOfMemoryError} When the OS refuses the mapping.
+   *
+   * @example Zeroed memory
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const address = heap.calloc(100, 8);
+   * assert.ok(heap.bytes(address, 800).every((byte) => byte === 0));
+   * ```
+   */
+  calloc(count: number, size: number): number {
+    if (this.#closed) throw new HeapClosedError("calloc");
+    checkSize(count, "allocate");
+    checkSize(size, "allocate");
+    const total = count * size;
+    if (total > MAX_SIZE) {
+      throw new RangeError(
+        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
+      );
+    }
+    return this.malloc(total);
+  }
+
+  /**
+   * Resizes a block, C style: `realloc(0, n)` is `malloc(n)`; `realloc(a, 0)` frees `a` and returns
+   * 0. A new size within the same number of pages changes nothing; otherwise the mapping is resized
+   * with `mremap` (which may move it without copying) or, where there is none, mapped anew, copied
+   * and unmapped. If it throws, the old block is untouched.
+   *
+   * @param address A live block, or 0.
+   * @param size The new size in bytes.
+   * @returns The block's address, which may differ from `address`; 0 when `size` is 0.
+   * @throws {TypeError} When `size` is not a number.
+   * @throws {RangeError} When `size` is invalid.
+   * @throws {InvalidFreeError} When `address` is not a live block of this allocator.
+   * @throws {DoubleFreeError} When `address` was freed recently.
+   * @throws {OutOfMemoryError} When the OS refuses the new size.
+   *
+   * @example Growing keeps the contents
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * let address = heap.malloc(3);
+   * heap.bytes(address, 3).set([1, 2, 3]);
+   * address = heap.realloc(address, 1_000_000);
+   * assert.deepEqual([...heap.bytes(address, 3)], [1, 2, 3]);
+   * ```
+   */
+  realloc(address: number, size: number): number {
+    if (this.#closed) throw new HeapClosedError("realloc");
+    if (address === 0) return this.malloc(size);
+    checkSize(size, "reallocate");
+    if (size === 0) {
+      this.free(address);
+      return 0;
+    }
+    const before = this.#blocks.requestedBytes;
+    const moved = this.#blocks.resize(address, size);
+    this.#counters.liveBytes += this.#blocks.requestedBytes - before;
+    if (moved !== address) {
+      this.#counters.totalAllocations++;
+      this.#counters.totalFrees++;
+    }
+    this.#notePeaks();
+    return moved;
+  }
+
+  /**
+   * Frees a block: its pages go back to the OS at once. `free(0)` does nothing.
+   *
+   * @param address A block this allocator returned, or 0.
+   * @throws {InvalidFreeError} When `address` is foreign or interior to a block.
+   * @throws {DoubleFreeError} When the block was freed recently (see the module notes).
+   *
+   * @example Free unmaps
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * heap.free(heap.malloc(10_000));
+   * assert.equal(heap.stats().mappedBytes, 0);
+   * ```
+   */
+  free(address: number): void {
+    if (this.#closed) throw new HeapClosedError("free");
+    if (address === 0) return;
+    this.#counters.freed(this.#blocks.unmap(address));
+  }
+
+  /**
+   * The usable size of a live block: its whole pages.
+   *
+   * @param address A live block.
+   * @returns Its mapped length in bytes.
+   * @throws {InvalidAddressError} When `address` is not a live block.
+   *
+   * @example Page-rounded
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * assert.equal(heap.usableSize(heap.malloc(1)), heap.pageSize);
+   * ```
+   */
+  usableSize(address: number): number {
+    if (this.#closed) throw new HeapClosedError("usableSize");
+    const length = this.#blocks.lengthOf(address);
+    if (length < 0) throw this.#blocks.rejection(address, "find the size of");
+    return length;
+  }
+
+  /**
+   * A `Uint8Array` over a live block; one buffer per block, sliced per call. The view dies with the
+   * block: after `free`, or a `realloc` that changes its page count, touching it kills the process.
+   *
+   * @param address A live block.
+   * @param length Bytes to cover, at most the usable size (the default).
+   * @returns A view of the block's memory.
+   * @throws {InvalidAddressError} When `address` is not a live block.
+   * @throws {RangeError} When `length` is negative or beyond the usable size.
+   *
+   * @example Writing through a view
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const address = heap.malloc(4);
+   * heap.bytes(address, 4).set([9, 8, 7, 6]);
+   * assert.equal(heap.bytes(address)[3], 6);
+   * ```
+   */
+  bytes(address: number, length?: number): Uint8Array {
+    if (this.#closed) throw new HeapClosedError("bytes");
+    const usable = this.usableSize(address);
+    const wanted = length ?? usable;
+    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
+      throw new RangeError(
+        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
+      );
+    }
+    return this.#blocks.view(address, wanted);
+  }
+
+  /**
+   * The counters. Every block owns its mapping, so `allocatedBytes` equals `mappedBytes`: the
+   * page-rounded sizes of the live blocks.
+   *
+   * @returns A fresh snapshot.
+   *
+   * @example Page-rounded accounting
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * heap.malloc(100);
+   * const stats = heap.stats();
+   * assert.equal(stats.liveBytes, 100);
+   * assert.equal(stats.allocatedBytes, heap.pageSize);
+   * assert.equal(stats.mappedBytes, heap.pageSize);
+   * ```
+   */
+  stats(): AllocatorStats {
+    if (this.#closed) throw new HeapClosedError("stats");
+    const mapped = this.#blocks.mappedBytes;
+    return this.#counters.snapshot(mapped, mapped);
+  }
+
+  /**
+   * Checks the invariants: every block is page-aligned and maps exactly its request rounded up to
+   * whole pages, and the counters agree with the blocks. Throws an `Error` naming the first broken
+   * one.
+   *
+   * @example After some work
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new MmapAllocator();
+   * heap.free(heap.malloc(100));
+   * heap.validate();
+   * ```
+   */
+  validate(): void {
+    if (this.#closed) throw new HeapClosedError("validate");
+    let count = 0;
+    let requested = 0;
+    let mapped = 0;
+    for (const [address, length, size] of this.#blocks.entries()) {
+      if (address % this.#pageSize !== 0 || length !== roundUp(Math.max(size, 1), this.#pageSize)) {
+        throw new Error(
+          `MmapAllocator invariant broken: block ${
+            hex(address)
+          } maps ${length} bytes for a request of ${size}`,
+        );
+      }
+      count++;
+      requested += size;
+      mapped += length;
+    }
+    const expect = (what: string, actual: number, expected: number): void => {
+      if (actual !== expected) {
+        throw new Error(
+          `MmapAllocator invariant broken: ${what} is ${actual}, blocks say ${expected}`,
+        );
+      }
+    };
+    expect("liveAllocations", this.#counters.liveAllocations, count);
+    expect("liveBytes", this.#counters.liveBytes, requested);
+    expect("mappedBytes", this.#blocks.mappedBytes, mapped);
+    expect("requestedBytes", this.#blocks.requestedBytes, requested);
+  }
+
+  /**
+   * Unmaps every live block. Every later call except `close` throws {@linkcode HeapClosedError};
+   * closing twice does nothing.
+   *
+   * @example Explicit close
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   *
+   * const heap = new MmapAllocator();
+   * heap.malloc(10);
+   * heap.close();
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#blocks.close();
+  }
+
+  /**
+   * Same as {@linkcode MmapAllocator.prototype.close}, for `using`.
+   *
+   * @example Scoped allocator
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   *
+   * {
+   *   using heap = new MmapAllocator();
+   *   heap.malloc(10);
+   * } // unmapped here
+   * ```
+   */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #notePeaks(): void {
+    this.#counters.notePeaks(this.#blocks.mappedBytes);
+  }
+}
