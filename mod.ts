@@ -49,3 +49,5 @@ export {
 export { MAX_SIZE } from "./src/_size.ts";
 export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";
 export { MmapAllocator } from "./src/mmap_allocator.ts";
+export { BumpAllocator } from "./src/bump_allocator.ts";
+export type { BumpAllocatorOptions, BumpStats } from "./src/bump_allocator.ts";
