@@ -33,7 +33,7 @@ export function throwBadSize(size: unknown, verb: string): never {
 
 /** Checks that `size` is an integer in `[0, MAX_SIZE]`; throws a `TypeError`/`RangeError` otherwise. */
 export function checkSize(size: number, verb: string): void {
-  if (typeof size !== "number" || !(size >= 0 && size <= MAX_SIZE) || size % 1 !== 0) {
+  if (typeof size !== "number" || !(size >= 0 && size <= MAX_SIZE) || Math.floor(size) !== size) {
     throwBadSize(size, verb);
   }
 }

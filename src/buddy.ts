@@ -328,7 +328,7 @@ export class BuddyAllocator {
    */
   free(offset: number, base = 0): number {
     const order = this.#allocatedOrder(offset);
-    if (order < 0) throw this.#rejection(offset, base, "free");
+    if (order < 0) throw this.rejection(offset, "free", base);
     this.#release(offset, order);
     return this.minBlockSize << order;
   }
@@ -358,7 +358,7 @@ export class BuddyAllocator {
    */
   resize(offset: number, size: number, base = 0): number {
     const order = this.#allocatedOrder(offset);
-    if (order < 0) throw this.#rejection(offset, base, "reallocate");
+    if (order < 0) throw this.rejection(offset, "reallocate", base);
     const wanted = this.orderFor(size);
     if (wanted < 0 || wanted > order) return -1;
     // Each step down splits the block: the lower half stays in use, the upper half becomes free.
@@ -389,8 +389,29 @@ export class BuddyAllocator {
    */
   blockSize(offset: number, base = 0): number {
     const order = this.#allocatedOrder(offset);
-    if (order < 0) throw this.#rejection(offset, base, "find the size of");
+    if (order < 0) throw this.rejection(offset, "find the size of", base);
     return this.minBlockSize << order;
+  }
+
+  /**
+   * The order of the allocated block that starts at `offset`, or -1 when none does. Never throws.
+   *
+   * @param offset Any offset.
+   * @returns The block's order (its size is `minBlockSize << order`), or -1.
+   *
+   * @example Orders of live blocks
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024 });
+   * const offset = buddy.alloc(100);
+   * assert.equal(buddy.orderAt(offset), 3);
+   * assert.equal(buddy.orderAt(offset + 16), -1);
+   * ```
+   */
+  orderAt(offset: number): number {
+    return this.#allocatedOrder(offset);
   }
 
   /**
@@ -451,52 +472,52 @@ export class BuddyAllocator {
       throw new Error(`BuddyAllocator invariant broken: ${what}`);
     };
     if (this.#test(0) !== 0) fail("node 0 (unused) has its bit set");
-    // Walk the tree, collecting the free blocks per order.
-    const freeByOrder: Set<number>[] = [];
-    for (let k = 0; k <= this.maxOrder; k++) freeByOrder.push(new Set());
+    // One pass over the nodes in heap order (parents before children) gives each node a role.
+    const nodes = 2 ** (this.maxOrder + 1);
+    const role = new Uint8Array(nodes); // BELOW a block, FREE or ALLOCATED block, SPLIT node
+    const [BELOW, FREE, ALLOCATED, SPLIT] = [0, 1, 2, 3];
     let freeBytes = 0;
-    const assertClearBelow = (node: number, order: number): void => {
-      for (let level = 1; level <= order; level++) {
-        const first = node << level;
-        for (let n = first; n < first + (1 << level); n++) {
-          if (this.#test(n)) fail(`node ${n} is set below block node ${node}`);
-        }
+    let freeBlocks = 0;
+    for (let node = 1, order = this.maxOrder; node < nodes; node++) {
+      if (node === 1 << (this.maxOrder - order + 1)) order--; // first node of the next level
+      const parentSplit = node === 1 || role[node >>> 1] === SPLIT;
+      if (!parentSplit) {
+        if (this.#test(node)) fail(`node ${node} is set below a block`);
+        continue; // role BELOW
       }
-    };
-    for (const block of this.blocks()) {
-      const node = this.#node(block.order, block.offset);
-      assertClearBelow(node, block.order);
-      if (!block.allocated) {
-        freeByOrder[block.order]!.add(block.offset);
-        freeBytes += block.size;
+      if (!this.#test(node)) {
+        role[node] = FREE;
+        freeBytes += this.minBlockSize << order;
+        freeBlocks++;
         // Two free halves of one parent would have been merged.
-        if (block.order < this.maxOrder && !this.#test(node ^ 1)) {
-          fail(`free block ${hex(block.offset)} (order ${block.order}) has a free buddy`);
-        }
+        if (node > 1 && !this.#test(node ^ 1)) fail(`free node ${node} has a free buddy`);
+      } else {
+        role[node] = order > 0 && this.#hasUsedChild(node) ? SPLIT : ALLOCATED;
       }
     }
+    if (role[0] !== BELOW) fail("node 0 has a role");
     if (freeBytes !== this.#freeBytes) {
       fail(`freeBytes is ${this.#freeBytes} but the free blocks add up to ${freeBytes}`);
     }
-    // Walk the free lists: each must hold exactly the free blocks of its order.
+    // Walk the free lists: each entry a free block of the list's order, each free block listed once.
+    let listed = 0;
     for (let k = 0; k <= this.maxOrder; k++) {
-      const expected = freeByOrder[k]!;
       let previous = NIL;
-      let count = 0;
       for (let offset = this.#heads[k]!; offset !== NIL; offset = this.#next(offset)) {
-        if (!expected.has(offset)) {
+        const misaligned = offset % (this.minBlockSize << k) !== 0 || offset >= this.size;
+        const node = misaligned ? 0 : this.#node(k, offset);
+        if (role[node] !== FREE) {
           fail(`free list ${k} holds ${hex(offset)}, which is not a free block of order ${k}`);
         }
         if (this.#prev(offset) !== previous) {
           fail(`free list ${k}: bad back link at ${hex(offset)}`);
         }
-        if (++count > expected.size) fail(`free list ${k} is longer than its free blocks (cycle?)`);
+        role[node] = BELOW; // listed: a second visit (a cycle or a duplicate) fails above
+        listed++;
         previous = offset;
       }
-      if (count !== expected.size) {
-        fail(`free list ${k} holds ${count} blocks, the tree has ${expected.size} free`);
-      }
     }
+    if (listed !== freeBlocks) fail(`the free lists hold ${listed} blocks, the tree ${freeBlocks}`);
   }
 
   // --- the block tree ---------------------------------------------------------------------------
@@ -529,7 +550,7 @@ export class BuddyAllocator {
   #allocatedOrder(offset: number): number {
     if (
       typeof offset !== "number" || !(offset >= 0 && offset < this.size) ||
-      offset % this.minBlockSize !== 0
+      (offset | 0) !== offset || (offset & (this.minBlockSize - 1)) !== 0 // (no slow fmod)
     ) return -1;
     for (let k = 0; k <= this.maxOrder; k++) {
       // No block of order k or higher starts at an offset that is not a multiple of its size.
@@ -563,8 +584,28 @@ export class BuddyAllocator {
     this.#push(k, offset);
   }
 
-  /** Builds the error for an offset where no allocated block starts, naming what is there. */
-  #rejection(offset: number, base: number, verb: string): Error {
+  /**
+   * The error for an offset where no allocated block starts, naming what lies there: a free block
+   * (a double free), the inside of an allocated block, a misaligned or an outside offset. For the
+   * verbs "free" and "reallocate" it is an {@linkcode InvalidFreeError} or a
+   * {@linkcode DoubleFreeError}, for others an {@linkcode InvalidAddressError}.
+   *
+   * @param offset The rejected offset.
+   * @param verb What was attempted, for the message: "free", "reallocate", "find the size of"...
+   * @param base Added to offsets in the message (the arena's address); 0 by default.
+   * @returns The error, to throw.
+   *
+   * @example Explaining an interior offset
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024 });
+   * buddy.alloc(64);
+   * assert.match(buddy.rejection(16, "free").message, /inside the block \[0x0, 0x40\)/);
+   * ```
+   */
+  rejection(offset: number, verb: string, base = 0): Error {
     if (typeof offset !== "number") {
       return new TypeError(
         `Cannot ${verb} ${String(offset)}: an address must be a number, got ${typeof offset}`,

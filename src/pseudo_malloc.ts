@@ -23,11 +23,22 @@
  * and one `Map` lookup finds it, however many arenas there are. An address no arena owns is looked
  * up among the large mappings.
  *
- * ## State kept outside native memory
+ * ## The fast path: tags and a block cache
  *
- * Per arena: the buddy bitmap (2 bits per 16 bytes) and the requested size of each live block
- * (2 bytes per 16 when `mmapThreshold` fits 16 bits), so that `stats()` reports requested bytes
- * apart from block bytes. Per large block: one small record.
+ * Each arena has a *tag* per minimum-block slot: the requested size + 1 of the live block that
+ * starts there, 0 for none (2 bytes per 16-byte slot while `mmapThreshold` fits 16 bits). A block's
+ * order is always the order of its requested size, so `free` checks the tag and knows the order
+ * in O(1), without walking the bitmap; a zero tag is an invalid or double free, explained by the
+ * slow path. Tags also let `stats()` report requested bytes apart from block bytes.
+ *
+ * `free` then parks the block in a per-order LIFO *cache* (at most 64 blocks per order, like
+ * glibc's tcache) instead of merging it at once, and `malloc` of the same order
+ * takes it back: a repeated malloc+free pair touches no bitmap and splits nothing. Blocks that do
+ * not fit in the cache go to the buddy, which merges them all the way up. When no arena has room,
+ * the cache is flushed into the buddies (so cached blocks never cause an `OutOfMemoryError` or a
+ * new arena), and {@linkcode PseudoMalloc.prototype.trim} flushes it on demand.
+ *
+ * Per large block: one small record (see `_mappings.ts`).
  *
  * @module
  */
@@ -39,9 +50,15 @@ import {
   DEFAULT_MIN_BLOCK_SIZE,
 } from "./buddy.ts";
 import type { Allocator, AllocatorStats } from "./allocator.ts";
-import { HeapClosedError, hex, OutOfMemoryError } from "./errors.ts";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  hex,
+  InvalidAddressError,
+  OutOfMemoryError,
+} from "./errors.ts";
 import { Counters } from "./_counters.ts";
-import { Mappings } from "./_mappings.ts";
+import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { checkSize, isPowerOfTwo, MAX_SIZE } from "./_size.ts";
 import {
   addressFrom,
@@ -105,11 +122,21 @@ export interface HeapStats extends AllocatorStats {
 /** One buddy arena: its mapping, its allocator and one view over all of it. */
 interface Arena {
   base: number;
+  /** `base / arenaSize`: the arena's key in the lookup table. */
+  key: number;
+  /** Position in the heap's list of arenas. */
+  index: number;
   buddy: BuddyAllocator;
   bytes: Uint8Array;
-  /** Requested size of the live block at each minimum-block index. */
-  requested: Uint16Array | Uint32Array;
+  /** Per minimum-block slot: requested size + 1 of the live block starting there, or 0. */
+  tags: Uint16Array | Uint32Array;
 }
+
+/**
+ * Freed blocks kept per order for reuse before they go back to the buddy: 64 blocks of each
+ * order, at most 130 KiB in all with the default 1 KiB threshold.
+ */
+export const CACHE_DEPTH = 64;
 
 /**
  * A malloc for native memory: buddy arenas for small requests, `mmap` for large ones. Addresses are
@@ -139,7 +166,14 @@ export class PseudoMalloc implements Allocator {
 
   #arenas: Arena[] = [];
   #arenaByKey = new Map<number, Arena>();
-  #current: Arena | undefined;
+  #current: Arena | undefined; // where new blocks are split off first
+  #lastFound: Arena | undefined; // the arena of the last address looked up
+  #cache: Float64Array; // CACHE_DEPTH addresses per order
+  #cacheArena: Int32Array; // the index of each cached block's arena
+  #cacheCount: Int32Array;
+  #arenaScale: number; // 1 / arenaSize, exact for a power of two
+  #mapped = 0; // bytes of arenas and large mappings
+  #cachedBytes = 0;
   #large: Mappings;
   #closed = false;
   #counters = new Counters();
@@ -156,6 +190,7 @@ export class PseudoMalloc implements Allocator {
     this.#pageSize = pageSize();
     this.#large = new Mappings(this.#pageSize, "large block");
     this.#arenaSize = options.arenaSize ?? DEFAULT_ARENA_SIZE;
+    this.#arenaScale = 1 / this.#arenaSize;
     this.#minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
     this.#threshold = options.mmapThreshold ?? this.#pageSize / 4;
     this.#maxArenas = options.maxArenas ?? Infinity;
@@ -184,6 +219,10 @@ export class PseudoMalloc implements Allocator {
         `Cannot use maxArenas ${this.#maxArenas}: it must be a non-negative integer or Infinity`,
       );
     }
+    const orders = Math.log2(this.#arenaSize / this.#minBlockSize) + 1;
+    this.#cache = new Float64Array(orders * CACHE_DEPTH);
+    this.#cacheArena = new Int32Array(orders * CACHE_DEPTH);
+    this.#cacheCount = new Int32Array(orders);
   }
 
   /** The OS page size in bytes. */
@@ -220,10 +259,19 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   malloc(size: number): number {
+    // The common case first: a valid small size on an open heap.
+    if (
+      typeof size === "number" && size < this.#threshold && size >= 0 && (size | 0) === size &&
+      !this.#closed
+    ) {
+      const address = this.#mallocSmall(size);
+      this.#counters.notePeaks(this.#mapped);
+      return address;
+    }
     if (this.#closed) throw new HeapClosedError("malloc");
     checkSize(size, "allocate");
-    const address = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
-    this.#notePeaks();
+    const address = this.#mallocLarge(size);
+    this.#counters.notePeaks(this.#mapped);
     return address;
   }
 
@@ -264,9 +312,9 @@ export class PseudoMalloc implements Allocator {
       address = this.#mallocSmall(total);
       const arena = this.#arenaOf(address)!;
       const offset = address - arena.base;
-      arena.bytes.fill(0, offset, offset + arena.buddy.blockSize(offset));
+      arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(total)));
     }
-    this.#notePeaks();
+    this.#counters.notePeaks(this.#mapped);
     return address;
   }
 
@@ -304,11 +352,12 @@ export class PseudoMalloc implements Allocator {
       this.free(address);
       return 0;
     }
+    if (typeof address !== "number") throw notAnAddress(address, "reallocate");
     const arena = this.#arenaOf(address);
     const moved = arena !== undefined
       ? this.#reallocSmall(arena, address, size)
       : this.#reallocLarge(address, size);
-    this.#notePeaks();
+    this.#counters.notePeaks(this.#mapped);
     return moved;
   }
 
@@ -331,15 +380,31 @@ export class PseudoMalloc implements Allocator {
   free(address: number): void {
     if (this.#closed) throw new HeapClosedError("free");
     if (address === 0) return;
+    if (typeof address !== "number") throw notAnAddress(address, "free");
     const arena = this.#arenaOf(address);
-    if (arena !== undefined) {
-      const offset = address - arena.base;
-      arena.buddy.free(offset, arena.base);
-      this.#counters.freed(arena.requested[offset >>> this.#minShift]!);
-      this.#small--;
+    if (arena === undefined) {
+      this.#counters.freed(this.#large.unmap(address));
+      this.#syncMapped();
       return;
     }
-    this.#counters.freed(this.#large.unmap(address));
+    const offset = address - arena.base;
+    const slot = offset >>> this.#minShift;
+    const tag = this.#tagAt(arena, offset);
+    if (tag === 0) throw this.#smallRejection(arena, offset, "free");
+    arena.tags[slot] = 0;
+    this.#small--;
+    this.#counters.freed(tag - 1);
+    // Park the block in the cache of its order, or give it back to the buddy when that is full.
+    const order = this.#orderOf(tag - 1);
+    const count = this.#cacheCount[order]!;
+    if (count < CACHE_DEPTH) {
+      this.#cache[order * CACHE_DEPTH + count] = address;
+      this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+      this.#cacheCount[order] = count + 1;
+      this.#cachedBytes += this.#minBlockSize << order;
+    } else {
+      arena.buddy.free(offset, arena.base);
+    }
   }
 
   /**
@@ -360,8 +425,14 @@ export class PseudoMalloc implements Allocator {
    */
   usableSize(address: number): number {
     if (this.#closed) throw new HeapClosedError("usableSize");
+    if (typeof address !== "number") throw notAnAddress(address, "find the size of");
     const arena = this.#arenaOf(address);
-    if (arena !== undefined) return arena.buddy.blockSize(address - arena.base, arena.base);
+    if (arena !== undefined) {
+      const offset = address - arena.base;
+      const tag = this.#tagAt(arena, offset);
+      if (tag === 0) throw this.#smallRejection(arena, offset, "find the size of");
+      return this.#minBlockSize << this.#orderOf(tag - 1);
+    }
     const length = this.#large.lengthOf(address);
     if (length < 0) throw this.#large.rejection(address, "find the size of");
     return length;
@@ -471,10 +542,10 @@ export class PseudoMalloc implements Allocator {
    */
   stats(): HeapStats {
     if (this.#closed) throw new HeapClosedError("stats");
-    const mapped = this.#mappedBytes();
+    const mapped = this.#mapped;
     return {
       arenas: this.#arenas.length,
-      ...this.#counters.snapshot(mapped, mapped - this.#arenaFreeBytes()),
+      ...this.#counters.snapshot(mapped, mapped - this.#arenaFreeBytes() - this.#cachedBytes),
       smallAllocations: this.#small,
       largeAllocations: this.#large.count,
     };
@@ -495,29 +566,67 @@ export class PseudoMalloc implements Allocator {
    */
   validate(): void {
     if (this.#closed) throw new HeapClosedError("validate");
+    const fail = (what: string): never => {
+      throw new Error(`PseudoMalloc invariant broken: ${what}`);
+    };
+    // The cache: distinct blocks, each allocated in its buddy at the cache's order, with no tag.
+    const cached = new Set<number>();
+    let cachedBytes = 0;
+    for (let order = 0; order < this.#cacheCount.length; order++) {
+      const count = this.#cacheCount[order]!;
+      if (count < 0 || count > CACHE_DEPTH) fail(`cache ${order} holds ${count} blocks`);
+      for (let i = 0; i < count; i++) {
+        const address = this.#cache[order * CACHE_DEPTH + i]!;
+        const arena = this.#arenaOf(address) ?? fail(`cached ${hex(address)} is in no arena`);
+        const offset = address - arena.base;
+        if (cached.has(address)) fail(`${hex(address)} is cached twice`);
+        if (arena.buddy.orderAt(offset) !== order) {
+          fail(`cached ${hex(address)} is not of order ${order}`);
+        }
+        if (arena.tags[offset >>> this.#minShift] !== 0) fail(`cached ${hex(address)} has a tag`);
+        cached.add(address);
+        cachedBytes += this.#minBlockSize << order;
+      }
+    }
+    if (cachedBytes !== this.#cachedBytes) {
+      fail(`cachedBytes is ${this.#cachedBytes}, not ${cachedBytes}`);
+    }
+    // The arenas: every allocated block is live (tagged with a request of its order) or cached,
+    // and no tag marks a slot where no block starts.
     let small = 0;
     let requested = 0;
     let allocated = 0;
     let mapped = 0;
     for (const arena of this.#arenas) {
       arena.buddy.validate();
-      if (this.#arenaByKey.get(arena.base / this.#arenaSize) !== arena) {
-        throw new Error(`PseudoMalloc invariant broken: arena ${hex(arena.base)} is not indexed`);
+      if (this.#arenaByKey.get(arena.key) !== arena) {
+        fail(`arena ${hex(arena.base)} is not indexed`);
       }
+      let tagged = 0;
       for (const block of arena.buddy.blocks()) {
         if (!block.allocated) continue;
-        small++;
-        allocated += block.size;
-        const size = arena.requested[block.offset >>> this.#minShift]!;
-        if (size > block.size || size >= Math.max(this.#threshold, 1)) {
-          throw new Error(
-            `PseudoMalloc invariant broken: block ${
-              hex(arena.base + block.offset)
-            } of ${block.size} bytes records a request of ${size}`,
+        const tag = arena.tags[block.offset >>> this.#minShift]!;
+        if (tag === 0) {
+          if (!cached.has(arena.base + block.offset)) {
+            fail(`block ${hex(arena.base + block.offset)} is neither live nor cached`);
+          }
+          continue;
+        }
+        const size = tag - 1;
+        if (this.#orderOf(size) !== block.order || size >= this.#threshold) {
+          fail(
+            `block ${hex(arena.base + block.offset)} of order ${block.order} records ${size} bytes`,
           );
         }
+        tagged++;
         requested += size;
+        allocated += block.size;
       }
+      // Every tag belongs to a block start: as many tags as tagged blocks.
+      let tags = 0;
+      for (let slot = 0; slot < arena.tags.length; slot++) if (arena.tags[slot] !== 0) tags++;
+      if (tags !== tagged) fail(`arena ${hex(arena.base)} has ${tags - tagged} stray tags`);
+      small += tagged;
       mapped += this.#arenaSize;
     }
     for (const [, length, size] of this.#large.entries()) {
@@ -526,17 +635,52 @@ export class PseudoMalloc implements Allocator {
       mapped += length;
     }
     const expect = (what: string, actual: number, expected: number): void => {
-      if (actual !== expected) {
-        throw new Error(
-          `PseudoMalloc invariant broken: ${what} is ${actual}, blocks say ${expected}`,
-        );
-      }
+      if (actual !== expected) fail(`${what} is ${actual}, blocks say ${expected}`);
     };
     expect("smallAllocations", this.#small, small);
     expect("liveAllocations", this.#counters.liveAllocations, small + this.#large.count);
     expect("liveBytes", this.#counters.liveBytes, requested);
-    expect("allocatedBytes", this.#mappedBytes() - this.#arenaFreeBytes(), allocated);
-    expect("mappedBytes", this.#mappedBytes(), mapped);
+    expect(
+      "allocatedBytes",
+      this.#mapped - this.#arenaFreeBytes() - this.#cachedBytes,
+      allocated,
+    );
+    expect("mappedBytes", this.#mapped, mapped);
+  }
+
+  /**
+   * Gives memory back: merges every cached free block into its arena's buddy, then unmaps the
+   * arenas that are entirely free. Like C's `malloc_trim`. After it, each arena with no live block
+   * is gone, and the others hold only live blocks and fully merged free blocks.
+   *
+   * @returns The number of bytes unmapped.
+   *
+   * @example Releasing an emptied arena
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * heap.free(heap.malloc(100));
+   * assert.equal(heap.stats().arenas, 1);
+   * assert.equal(heap.trim(), 1 << 20);
+   * assert.equal(heap.stats().arenas, 0);
+   * ```
+   */
+  trim(): number {
+    if (this.#closed) throw new HeapClosedError("trim");
+    this.#flushCache();
+    const empty = this.#arenas.filter((arena) => arena.buddy.freeBytes === this.#arenaSize);
+    for (const arena of empty) {
+      unmapMemory(arena.base, this.#arenaSize);
+      this.#arenaByKey.delete(arena.key);
+    }
+    this.#arenas = this.#arenas.filter((arena) => arena.buddy.freeBytes !== this.#arenaSize);
+    this.#arenas.forEach((arena, index) => arena.index = index); // the cache is empty
+    this.#current = this.#arenas[0];
+    this.#lastFound = undefined;
+    this.#syncMapped();
+    return empty.length * this.#arenaSize;
   }
 
   /**
@@ -558,12 +702,13 @@ export class PseudoMalloc implements Allocator {
     if (this.#closed) throw new HeapClosedError("heapMap");
     const lines: string[] = [];
     for (const [index, arena] of this.#arenas.entries()) {
-      lines.push(
-        `arena ${index} at ${
-          hex(arena.base)
-        }: ${arena.buddy.freeBytes} of ${this.#arenaSize} bytes free`,
+      // Cached blocks are free to the program: draw only the live ones.
+      const live = arena.buddy.blocks().filter((block) =>
+        block.allocated && arena.tags[block.offset >>> this.#minShift] !== 0
       );
-      lines.push(...renderOccupancy(arena.buddy.blocks(), this.#arenaSize));
+      const free = this.#arenaSize - live.reduce((sum, block) => sum + block.size, 0);
+      lines.push(`arena ${index} at ${hex(arena.base)}: ${free} of ${this.#arenaSize} bytes free`);
+      lines.push(...renderOccupancy(live, this.#arenaSize));
     }
     if (this.#large.count > 0) {
       lines.push(`${this.#large.count} large mappings, ${this.#large.mappedBytes} bytes`);
@@ -593,6 +738,10 @@ export class PseudoMalloc implements Allocator {
     this.#arenas = [];
     this.#arenaByKey.clear();
     this.#current = undefined;
+    this.#lastFound = undefined;
+    this.#cacheCount.fill(0);
+    this.#cachedBytes = 0;
+    this.#mapped = 0;
   }
 
   /**
@@ -614,36 +763,73 @@ export class PseudoMalloc implements Allocator {
 
   // --- small blocks -----------------------------------------------------------------------------
 
+  /** The arena whose range holds `address`, if any: one division and (usually) no lookup. */
   #arenaOf(address: number): Arena | undefined {
-    return this.#arenaByKey.get(Math.floor(address / this.#arenaSize));
+    const key = Math.floor(address * this.#arenaScale);
+    const last = this.#lastFound;
+    if (last !== undefined && last.key === key) return last;
+    const arena = this.#arenaByKey.get(key);
+    if (arena !== undefined) this.#lastFound = arena;
+    return arena;
   }
 
+  /**
+   * The tag of the slot at `offset` (requested size + 1 of the live block starting there), or 0
+   * when none does or `offset` is not a whole multiple of the minimum block. Integer tests only:
+   * `%` on doubles is a slow fmod call.
+   */
+  #tagAt(arena: Arena, offset: number): number {
+    return (offset | 0) === offset && (offset & (this.#minBlockSize - 1)) === 0
+      ? arena.tags[offset >>> this.#minShift]!
+      : 0;
+  }
+
+  /** The order of the block that serves `size` bytes (`size` below the threshold). */
+  #orderOf(size: number): number {
+    // ceil(log2(size)) - log2(minBlockSize): 100 -> 7 - 4 = 3, a 128-byte block.
+    return size <= this.#minBlockSize ? 0 : 32 - Math.clz32(size - 1) - this.#minShift;
+  }
+
+  /** Allocates a small block: from the cache when it has one of the order, else from a buddy. */
   #mallocSmall(size: number): number {
-    let arena = this.#current;
-    let offset = arena === undefined ? -1 : arena.buddy.alloc(size);
+    const order = this.#orderOf(size);
+    const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
+    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size);
+    const address = this.#cache[top]!;
+    const arena = this.#arenas[this.#cacheArena[top]!]!;
+    this.#cacheCount[order]!--;
+    this.#cachedBytes -= this.#minBlockSize << order;
+    arena.tags[(address - arena.base) >>> this.#minShift] = size + 1;
+    this.#small++;
+    this.#counters.allocated(size);
+    return address;
+  }
+
+  /** Splits a block off the current arena, or off another arena with room (maybe a new one). */
+  #mallocFresh(size: number): number {
+    let arena = this.#current ?? this.#arenaWithRoom(size);
+    let offset = arena.buddy.alloc(size);
     if (offset < 0) {
       arena = this.#arenaWithRoom(size);
       offset = arena.buddy.alloc(size);
     }
-    arena = arena!;
-    arena.requested[offset >>> this.#minShift] = size;
+    arena.tags[offset >>> this.#minShift] = size + 1;
     this.#small++;
     this.#counters.allocated(size);
     return arena.base + offset;
   }
 
-  /** An arena that can serve `size` bytes, mapping a new one if allowed; it becomes current. */
+  /**
+   * An arena that can serve `size` bytes; it becomes current. Flushes the cache into the buddies
+   * before mapping a new arena or giving up, so that cached blocks never cost memory.
+   */
   #arenaWithRoom(size: number): Arena {
     // The block size that serves `size`: a power of two, at least the minimum block.
-    const needed = size <= this.#minBlockSize
-      ? this.#minBlockSize
-      : 2 ** (32 - Math.clz32(size - 1));
-    let found: Arena | undefined;
-    for (const arena of this.#arenas) {
-      if (arena.buddy.largestFreeBlock >= needed) {
-        found = arena;
-        break;
-      }
+    const needed = this.#minBlockSize << this.#orderOf(size);
+    let found = this.#arenas.find((arena) => arena.buddy.largestFreeBlock >= needed);
+    if (found === undefined && this.#cachedBytes > 0) {
+      this.#flushCache();
+      found = this.#arenas.find((arena) => arena.buddy.largestFreeBlock >= needed);
     }
     if (found === undefined) {
       if (this.#arenas.length >= this.#maxArenas) {
@@ -657,44 +843,76 @@ export class PseudoMalloc implements Allocator {
     return found;
   }
 
+  /** Gives every cached block back to its buddy, which merges it as far up as it can. */
+  #flushCache(): void {
+    for (let order = 0; order < this.#cacheCount.length; order++) {
+      for (let i = 0; i < this.#cacheCount[order]!; i++) {
+        const address = this.#cache[order * CACHE_DEPTH + i]!;
+        const arena = this.#arenaOf(address)!;
+        arena.buddy.free(address - arena.base, arena.base);
+      }
+    }
+    this.#cacheCount.fill(0);
+    this.#cachedBytes = 0;
+  }
+
   #mapArena(): Arena {
     const base = mapMemory(this.#arenaSize, this.#arenaSize);
     const buffer = memoryView(base, this.#arenaSize);
     const slots = this.#arenaSize / this.#minBlockSize;
     const arena: Arena = {
       base,
+      key: base / this.#arenaSize,
+      index: this.#arenas.length,
       buddy: new BuddyAllocator({
         size: this.#arenaSize,
         minBlockSize: this.#minBlockSize,
         memory: buffer,
       }),
       bytes: new Uint8Array(buffer),
-      requested: this.#threshold <= 0x10000 ? new Uint16Array(slots) : new Uint32Array(slots),
+      // Tags hold requested + 1 < threshold + 1.
+      tags: this.#threshold < 0x10000 ? new Uint16Array(slots) : new Uint32Array(slots),
     };
     this.#arenas.push(arena);
-    this.#arenaByKey.set(base / this.#arenaSize, arena);
+    this.#arenaByKey.set(arena.key, arena);
+    this.#syncMapped();
     return arena;
   }
 
   #reallocSmall(arena: Arena, address: number, size: number): number {
     const offset = address - arena.base;
     const slot = offset >>> this.#minShift;
-    // Resize in place when a small block still fits (a size above the arena only checks the
-    // address, throwing InvalidFreeError/DoubleFreeError for a block that is not live).
-    const inPlace = size < this.#threshold ? size : this.#arenaSize + 1;
-    if (arena.buddy.resize(offset, inPlace, arena.base) >= 0) {
-      this.#counters.liveBytes += size - arena.requested[slot]!;
-      arena.requested[slot] = size;
+    const tag = this.#tagAt(arena, offset);
+    if (tag === 0) throw this.#smallRejection(arena, offset, "reallocate");
+    const order = this.#orderOf(tag - 1);
+    if (size < this.#threshold && this.#orderOf(size) <= order) {
+      // In place; a smaller order gives the block's unneeded upper halves back to the buddy.
+      if (this.#orderOf(size) < order) arena.buddy.resize(offset, size, arena.base);
+      this.#counters.liveBytes += size - (tag - 1);
+      arena.tags[slot] = size + 1;
       return address;
     }
     // Move: allocate first, so that a failure leaves the old block untouched.
-    const usable = arena.buddy.blockSize(offset);
     const moved = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
-    this.#view(moved, Math.min(usable, size)).set(
-      arena.bytes.subarray(offset, offset + Math.min(usable, size)),
-    );
+    const kept = Math.min(this.#minBlockSize << order, size);
+    this.#view(moved, kept).set(arena.bytes.subarray(offset, offset + kept));
     this.free(address);
     return moved;
+  }
+
+  /**
+   * The error for a small-arena offset with no live block: a cached block was freed already;
+   * anything else the buddy explains (free space, interior, misaligned).
+   */
+  #smallRejection(arena: Arena, offset: number, verb: string): Error {
+    if (arena.buddy.orderAt(offset) >= 0) {
+      const address = arena.base + offset;
+      const message = `Cannot ${verb} ${hex(address)}: this block was already freed`;
+      return isFreeing(verb)
+        ? new DoubleFreeError(message, address)
+        : new InvalidAddressError(message, address);
+    }
+    return arena.buddy.rejection(offset, verb, arena.base);
   }
 
   // --- large blocks -----------------------------------------------------------------------------
@@ -702,6 +920,7 @@ export class PseudoMalloc implements Allocator {
   #mallocLarge(size: number): number {
     const address = this.#large.map(size);
     this.#counters.allocated(size);
+    this.#syncMapped();
     return address;
   }
 
@@ -716,6 +935,7 @@ export class PseudoMalloc implements Allocator {
     }
     const before = this.#large.requestedBytes;
     const moved = this.#large.resize(address, size);
+    this.#syncMapped();
     this.#counters.liveBytes += this.#large.requestedBytes - before;
     if (moved !== address) {
       this.#counters.totalAllocations++;
@@ -724,9 +944,9 @@ export class PseudoMalloc implements Allocator {
     return moved;
   }
 
-  /** Bytes taken from the OS: arenas and large mappings. */
-  #mappedBytes(): number {
-    return this.#arenas.length * this.#arenaSize + this.#large.mappedBytes;
+  /** Recounts the bytes taken from the OS, after a mapping changed. */
+  #syncMapped(): void {
+    this.#mapped = this.#arenas.length * this.#arenaSize + this.#large.mappedBytes;
   }
 
   /** Free bytes of all arenas together. */
@@ -746,10 +966,6 @@ export class PseudoMalloc implements Allocator {
       return arena.bytes.subarray(offset, offset + length);
     }
     return this.#large.view(address, length);
-  }
-
-  #notePeaks(): void {
-    this.#counters.notePeaks(this.#mappedBytes());
   }
 }
 

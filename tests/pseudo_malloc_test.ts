@@ -131,6 +131,66 @@ Deno.test("PseudoMalloc with maxArenas 1 throws OutOfMemoryError when the arena 
   assert.equal(heap.malloc(300), blocks[5]);
 });
 
+Deno.test("PseudoMalloc.free parks blocks in a cache that malloc of the same order reuses", () => {
+  using heap = new PseudoMalloc();
+  const keep = heap.malloc(16);
+  const a = heap.malloc(64);
+  heap.free(a);
+  assert.equal(heap.stats().allocatedBytes, 16, "a cached block is not allocated");
+  assert.match(heap.heapMap(), /: 1048560 of 1048576 bytes free/);
+  assert.throws(() => heap.usableSize(a), /already freed/);
+  assert.throws(() => heap.free(a), DoubleFreeError);
+  assert.equal(heap.malloc(33), a, "33 bytes take a 64-byte block too");
+  heap.free(a);
+  heap.free(keep);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc cache holds 64 blocks per order and returns the last freed first", () => {
+  using heap = new PseudoMalloc();
+  const blocks = Array.from({ length: 100 }, () => heap.malloc(32));
+  for (const address of blocks) heap.free(address);
+  heap.validate();
+  // The cache took the first 64; the other 36 went back to the buddy (and merged).
+  const again = Array.from({ length: 64 }, () => heap.malloc(32));
+  assert.deepEqual(again, blocks.slice(0, 64).reverse());
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc flushes the cache before mapping an arena or giving up", () => {
+  using heap = new PseudoMalloc({ maxArenas: 1 });
+  const blocks = Array.from({ length: ARENA / 512 }, () => heap.malloc(512));
+  heap.free(blocks[10]!); // cached at order 5
+  heap.free(blocks[11]!);
+  // 16 bytes need order 0: nothing is free in the buddy, so the cache is merged back first.
+  const small = heap.malloc(16);
+  assert.equal(small, blocks[10]);
+  assert.equal(heap.stats().arenas, 1);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc.trim merges the cache and unmaps arenas with no live block", () => {
+  using heap = new PseudoMalloc();
+  const first = Array.from({ length: ARENA / 1000 + 1 }, () => heap.malloc(1000)); // 1 arena + 1
+  const second = heap.malloc(100);
+  stamp(heap, second, 100, 5);
+  assert.equal(heap.stats().arenas, 2);
+  for (const address of first) heap.free(address);
+  assert.equal(heap.trim(), ARENA, "the first arena is empty once its cached blocks merge");
+  assert.equal(heap.stats().arenas, 1);
+  assert.equal(heap.stats().mappedBytes, ARENA);
+  assertStamp(heap, second, 100, 5);
+  heap.validate();
+  const more = heap.malloc(100);
+  assert.equal(heap.stats().arenas, 1);
+  heap.free(more);
+  heap.free(second);
+  assert.equal(heap.trim(), ARENA);
+  assert.equal(heap.stats().mappedBytes, 0);
+  assert.equal(heap.trim(), 0);
+  heap.validate();
+});
+
 Deno.test("PseudoMalloc.malloc rejects sizes that are not non-negative integers", () => {
   using heap = new PseudoMalloc();
   const keep = heap.malloc(40);
@@ -449,6 +509,7 @@ Deno.test("PseudoMalloc.close unmaps everything and later calls throw HeapClosed
   assert.throws(() => heap.stats(), HeapClosedError);
   assert.throws(() => heap.validate(), HeapClosedError);
   assert.throws(() => heap.heapMap(), HeapClosedError);
+  assert.throws(() => heap.trim(), HeapClosedError);
   heap.close(); // closing twice is harmless
 });
 
