@@ -173,11 +173,9 @@ export class PseudoMalloc implements Allocator {
   #cacheCount: Int32Array;
   #arenaScale: number; // 1 / arenaSize, exact for a power of two
   #mapped = 0; // bytes of arenas and large mappings
-  #cachedBytes = 0;
   #large: Mappings;
   #closed = false;
   #counters = new Counters();
-  #small = 0;
 
   /**
    * Creates a heap. Arenas are mapped on first use.
@@ -392,7 +390,6 @@ export class PseudoMalloc implements Allocator {
     const tag = this.#tagAt(arena, offset);
     if (tag === 0) throw this.#smallRejection(arena, offset, "free");
     arena.tags[slot] = 0;
-    this.#small--;
     this.#counters.freed(tag - 1);
     // Park the block in the cache of its order, or give it back to the buddy when that is full.
     const order = this.#orderOf(tag - 1);
@@ -401,7 +398,6 @@ export class PseudoMalloc implements Allocator {
       this.#cache[order * CACHE_DEPTH + count] = address;
       this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
       this.#cacheCount[order] = count + 1;
-      this.#cachedBytes += this.#minBlockSize << order;
     } else {
       arena.buddy.free(offset, arena.base);
     }
@@ -545,8 +541,8 @@ export class PseudoMalloc implements Allocator {
     const mapped = this.#mapped;
     return {
       arenas: this.#arenas.length,
-      ...this.#counters.snapshot(mapped, mapped - this.#arenaFreeBytes() - this.#cachedBytes),
-      smallAllocations: this.#small,
+      ...this.#counters.snapshot(mapped, mapped - this.#arenaFreeBytes() - this.#cachedBytes()),
+      smallAllocations: this.#counters.liveAllocations - this.#large.count,
       largeAllocations: this.#large.count,
     };
   }
@@ -588,8 +584,8 @@ export class PseudoMalloc implements Allocator {
         cachedBytes += this.#minBlockSize << order;
       }
     }
-    if (cachedBytes !== this.#cachedBytes) {
-      fail(`cachedBytes is ${this.#cachedBytes}, not ${cachedBytes}`);
+    if (cachedBytes !== this.#cachedBytes()) {
+      fail(`cachedBytes is ${this.#cachedBytes()}, not ${cachedBytes}`);
     }
     // The arenas: every allocated block is live (tagged with a request of its order) or cached,
     // and no tag marks a slot where no block starts.
@@ -637,12 +633,12 @@ export class PseudoMalloc implements Allocator {
     const expect = (what: string, actual: number, expected: number): void => {
       if (actual !== expected) fail(`${what} is ${actual}, blocks say ${expected}`);
     };
-    expect("smallAllocations", this.#small, small);
+    expect("smallAllocations", this.#counters.liveAllocations - this.#large.count, small);
     expect("liveAllocations", this.#counters.liveAllocations, small + this.#large.count);
     expect("liveBytes", this.#counters.liveBytes, requested);
     expect(
       "allocatedBytes",
-      this.#mapped - this.#arenaFreeBytes() - this.#cachedBytes,
+      this.#mapped - this.#arenaFreeBytes() - this.#cachedBytes(),
       allocated,
     );
     expect("mappedBytes", this.#mapped, mapped);
@@ -740,7 +736,6 @@ export class PseudoMalloc implements Allocator {
     this.#current = undefined;
     this.#lastFound = undefined;
     this.#cacheCount.fill(0);
-    this.#cachedBytes = 0;
     this.#mapped = 0;
   }
 
@@ -798,9 +793,7 @@ export class PseudoMalloc implements Allocator {
     const address = this.#cache[top]!;
     const arena = this.#arenas[this.#cacheArena[top]!]!;
     this.#cacheCount[order]!--;
-    this.#cachedBytes -= this.#minBlockSize << order;
     arena.tags[(address - arena.base) >>> this.#minShift] = size + 1;
-    this.#small++;
     this.#counters.allocated(size);
     return address;
   }
@@ -814,7 +807,6 @@ export class PseudoMalloc implements Allocator {
       offset = arena.buddy.alloc(size);
     }
     arena.tags[offset >>> this.#minShift] = size + 1;
-    this.#small++;
     this.#counters.allocated(size);
     return arena.base + offset;
   }
@@ -827,7 +819,7 @@ export class PseudoMalloc implements Allocator {
     // The block size that serves `size`: a power of two, at least the minimum block.
     const needed = this.#minBlockSize << this.#orderOf(size);
     let found = this.#arenas.find((arena) => arena.buddy.largestFreeBlock >= needed);
-    if (found === undefined && this.#cachedBytes > 0) {
+    if (found === undefined && this.#cachedBytes() > 0) {
       this.#flushCache();
       found = this.#arenas.find((arena) => arena.buddy.largestFreeBlock >= needed);
     }
@@ -853,7 +845,13 @@ export class PseudoMalloc implements Allocator {
       }
     }
     this.#cacheCount.fill(0);
-    this.#cachedBytes = 0;
+  }
+
+  /** Bytes of the blocks parked in the cache. */
+  #cachedBytes(): number {
+    let total = 0;
+    this.#cacheCount.forEach((count, order) => total += count * (this.#minBlockSize << order));
+    return total;
   }
 
   #mapArena(): Arena {
