@@ -51,3 +51,5 @@ export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/de
 export { MmapAllocator } from "./src/mmap_allocator.ts";
 export { BumpAllocator } from "./src/bump_allocator.ts";
 export type { BumpAllocatorOptions, BumpStats } from "./src/bump_allocator.ts";
+export { FirstFitAllocator } from "./src/first_fit_allocator.ts";
+export type { FirstFitBlock, FirstFitOptions, FirstFitStats } from "./src/first_fit_allocator.ts";
