@@ -53,3 +53,5 @@ export { BumpAllocator } from "./src/bump_allocator.ts";
 export type { BumpAllocatorOptions, BumpStats } from "./src/bump_allocator.ts";
 export { FirstFitAllocator } from "./src/first_fit_allocator.ts";
 export type { FirstFitBlock, FirstFitOptions, FirstFitStats } from "./src/first_fit_allocator.ts";
+export { CellAllocator } from "./src/cell_allocator.ts";
+export type { CellAllocatorOptions, CellStats } from "./src/cell_allocator.ts";

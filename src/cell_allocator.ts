@@ -1,0 +1,756 @@
+/**
+ * The fixed-size cell allocator (a pool or slab allocator): every block is one cell of the same
+ * size, and the free cells form a linked list that lives in the free cells themselves.
+ *
+ * ## Algorithm
+ *
+ * Memory comes in chunks (64 KiB by default) mapped at addresses that are multiples of their size,
+ * cut into cells (32 bytes by default). A free cell's first 8 bytes hold the address of the next
+ * free cell, as a native pointer (0 ends the list); a live cell holds the caller's data. In C:
+ * `union cell { union cell *next; unsigned char data[32]; }`. `malloc` pops the list's head, `free`
+ * pushes the cell back on, so the most recently freed cell is reused first (LIFO, cache-warm).
+ * When the list is empty, `malloc` maps another chunk and links all its cells in address order.
+ *
+ * ```
+ *   chunk (64 KiB, aligned to 64 KiB)
+ *   ┌──────┬──────┬──────┬──────┬──────┬──────┬─────┐
+ *   │ data │ next─┼──┐   │ data │ next─┼─▶ 0  │ ... │     head ──▶ cell 1 ──▶ cell 4 ──▶ 0
+ *   └──────┴──────┴──┼───┴──────┴──▲───┴──────┴─────┘
+ *    cell 0  cell 1  └─────────────┘ cell 4
+ * ```
+ *
+ * The chunk that owns an address is found in O(1) however many chunks there are:
+ * `Math.floor(address / chunkSize)` is the key of one `Map` lookup. JavaScript keeps one small
+ * typed array per chunk, with one entry per cell: 0 when the cell is free, the requested size plus
+ * one when it is live (1 byte per cell for cells up to 240 bytes: 2 KiB per default chunk, 3 %).
+ *
+ * ## Costs
+ *
+ * - Time: `malloc` is a list pop plus a check of the popped link (one `Map` lookup); `free` is one
+ *   lookup, one check and a push (two 32-bit stores). Both O(1), with no system call. Growing maps
+ *   one chunk and links its cells, O(cells per chunk), amortised O(1) per `malloc`.
+ * - Space: no header per block. Internal fragmentation is the cell's unused tail: a 1-byte request
+ *   takes 32 bytes. There is no external fragmentation among cells (any free cell serves any
+ *   request), but chunks are never unmapped before `close()`, so the mapped memory stays at its
+ *   peak, and cells of a mostly free chunk cannot serve anything else.
+ * - Limits: one size only; a request larger than a cell is a `RangeError`. Real allocators (slab
+ *   allocators, mimalloc's pages) run one such pool per size class.
+ *
+ * ## Misuse detected
+ *
+ * - Exactly, and at any time: foreign addresses (no chunk), addresses inside a cell or past the
+ *   last cell of a chunk, and double frees (the cell's entry is 0). No error changes any state.
+ * - A write to a freed cell's first 8 bytes (use after free) corrupts its link. `malloc` checks
+ *   every link it pops: a link that does not lead to a free cell of this allocator throws an
+ *   `Error` instead of handing out a cell twice, and a list that ends while cells are still free
+ *   is reported when it runs dry. `validate()` walks the whole list. A corrupted allocator keeps
+ *   throwing: the heap is damaged, as glibc's "corrupted free list" abort says.
+ * - Not detected: writes to the other bytes of a freed cell, reads after free, overflows into a
+ *   live neighbour cell, and a stale `free` of a cell that was handed out again (it frees the new
+ *   owner's block, as with every allocator that reuses memory).
+ *
+ * @module
+ */
+
+import type { Allocator, AllocatorStats } from "./allocator.ts";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  hex,
+  InvalidAddressError,
+  InvalidFreeError,
+  OutOfMemoryError,
+} from "./errors.ts";
+import { Counters } from "./_counters.ts";
+import { isFreeing, notAnAddress } from "./_mappings.ts";
+import { checkSize, isPowerOfTwo, MAX_SIZE } from "./_size.ts";
+import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
+
+/** The default cell: two 16-byte granules, room for a binary-tree node and some. */
+const DEFAULT_CELL_SIZE = 32;
+/** The default chunk: 64 KiB, 2048 default cells. */
+const DEFAULT_CHUNK_SIZE = 64 * 1024;
+/** The largest chunk: 1 GiB. */
+const MAX_CHUNK_SIZE = 2 ** 30;
+/** Cells are multiples of this, so every cell is aligned like C's malloc. */
+const ALIGN = 16;
+const TWO_32 = 2 ** 32;
+
+/**
+ * Options of {@linkcode CellAllocator}. Every field has a default.
+ *
+ * @example 16-byte cells in 4 KiB chunks
+ * ```ts
+ * import { CellAllocator, type CellAllocatorOptions } from "@pseudo/malloc";
+ *
+ * const options: CellAllocatorOptions = { cellSize: 16, chunkSize: 4096 };
+ * using cells = new CellAllocator(options);
+ * console.log(cells.cellsPerChunk); // 256
+ * ```
+ */
+export interface CellAllocatorOptions {
+  /**
+   * Bytes per cell, the largest request served: a multiple of 16, at most `chunkSize`.
+   * @default {32}
+   */
+  cellSize?: number;
+  /**
+   * Bytes per chunk, mapped when the free list runs dry: a power of two from the page size to
+   * 1 GiB. Chunks are aligned to their size. @default {65536}
+   */
+  chunkSize?: number;
+  /**
+   * Most chunks mapped at once; beyond it `malloc` throws {@linkcode OutOfMemoryError}.
+   * @default {Infinity}
+   */
+  maxChunks?: number;
+}
+
+/**
+ * A snapshot of a {@linkcode CellAllocator}'s counters. `allocatedBytes` is the live cells times
+ * the cell size; `mappedBytes` is the chunks.
+ *
+ * @example Cells in use and free
+ * ```ts
+ * import { CellAllocator, type CellStats } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using cells = new CellAllocator();
+ * cells.malloc(10);
+ * const stats: CellStats = cells.stats();
+ * assert.equal(stats.allocatedBytes, 32);
+ * assert.equal(stats.freeCells, 2047);
+ * ```
+ */
+export interface CellStats extends AllocatorStats {
+  /** Chunks mapped now. */
+  chunks: number;
+  /** Cells on the free list. */
+  freeCells: number;
+}
+
+/** One chunk: its address, views of its memory, and one entry per cell. */
+interface Chunk {
+  base: number;
+  /** The chunk as 32-bit words: a free cell's link is the two words at its start. */
+  words: Uint32Array;
+  bytes: Uint8Array;
+  /** Per cell: 0 when free, requested size + 1 when live. */
+  slots: Uint8Array | Uint16Array | Uint32Array;
+}
+
+/**
+ * A fixed-size cell allocator: every block is one cell (32 bytes by default), taken from a free
+ * list threaded through the free cells in native memory. `malloc` pops, `free` pushes, and the
+ * pool grows by a chunk when the list is empty. Requests larger than a cell throw `RangeError`.
+ * Needs `--allow-ffi`.
+ *
+ * @example Nodes of a linked structure
+ * ```ts
+ * import { CellAllocator } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using cells = new CellAllocator();
+ * const a = cells.malloc(16);
+ * const b = cells.malloc(16);
+ * assert.equal(b - a, 32); // consecutive cells of a fresh chunk
+ * cells.free(a);
+ * assert.equal(cells.malloc(8), a); // the last freed cell is reused first
+ * assert.throws(() => cells.malloc(33), RangeError);
+ * ```
+ */
+export class CellAllocator implements Allocator {
+  #cellSize: number;
+  #chunkSize: number;
+  #maxChunks: number;
+  #cellsPerChunk: number;
+
+  #chunks: Chunk[] = [];
+  #chunkByKey = new Map<number, Chunk>();
+  /** The first free cell, 0 when the list is empty, and its chunk. */
+  #head = 0;
+  #headChunk: Chunk | undefined;
+  /** Cells that should be on the free list. */
+  #freeCells = 0;
+  #counters = new Counters();
+  #closed = false;
+
+  /**
+   * Creates an allocator. The first chunk is mapped on first use.
+   *
+   * @param options Cell size, chunk size and chunk limit; all optional.
+   * @throws {RangeError} When an option is out of range.
+   * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+   *
+   * @example Custom geometry
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator({ cellSize: 48 });
+   * assert.equal(cells.cellsPerChunk, 1365); // 65536 / 48, the last 16 bytes unused
+   * assert.throws(() => new CellAllocator({ cellSize: 24 }), RangeError);
+   * ```
+   */
+  constructor(options: CellAllocatorOptions = {}) {
+    const page = pageSize();
+    this.#cellSize = options.cellSize ?? DEFAULT_CELL_SIZE;
+    this.#chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.#maxChunks = options.maxChunks ?? Infinity;
+    if (
+      !isPowerOfTwo(this.#chunkSize) || this.#chunkSize < page ||
+      this.#chunkSize > MAX_CHUNK_SIZE
+    ) {
+      throw new RangeError(
+        `Cannot use chunkSize ${this.#chunkSize}: it must be a power of two from the page size (${page}) to 2^30`,
+      );
+    }
+    if (
+      !Number.isInteger(this.#cellSize) || this.#cellSize < ALIGN ||
+      this.#cellSize % ALIGN !== 0 || this.#cellSize > this.#chunkSize
+    ) {
+      throw new RangeError(
+        `Cannot use cellSize ${this.#cellSize}: it must be a multiple of 16 from 16 to chunkSize (${this.#chunkSize})`,
+      );
+    }
+    if (!(this.#maxChunks >= 0) || (this.#maxChunks % 1 !== 0 && this.#maxChunks !== Infinity)) {
+      throw new RangeError(
+        `Cannot use maxChunks ${this.#maxChunks}: it must be a non-negative integer or Infinity`,
+      );
+    }
+    this.#cellsPerChunk = Math.floor(this.#chunkSize / this.#cellSize);
+  }
+
+  /**
+   * Bytes per cell: the usable size of every block and the largest request.
+   *
+   * @returns The cell size.
+   *
+   * @example The default
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * using cells = new CellAllocator();
+   * console.log(cells.cellSize); // 32
+   * ```
+   */
+  get cellSize(): number {
+    return this.#cellSize;
+  }
+
+  /**
+   * Bytes per chunk.
+   *
+   * @returns The chunk size.
+   *
+   * @example The default
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * using cells = new CellAllocator();
+   * console.log(cells.chunkSize); // 65536
+   * ```
+   */
+  get chunkSize(): number {
+    return this.#chunkSize;
+  }
+
+  /**
+   * Cells in each chunk: `Math.floor(chunkSize / cellSize)`.
+   *
+   * @returns The number of cells per chunk.
+   *
+   * @example The default
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * using cells = new CellAllocator();
+   * console.log(cells.cellsPerChunk); // 2048
+   * ```
+   */
+  get cellsPerChunk(): number {
+    return this.#cellsPerChunk;
+  }
+
+  /**
+   * Takes a cell from the free list, mapping a new chunk when the list is empty. The memory is not
+   * cleared: a reused cell still holds its old data, and its first 8 bytes the old list link.
+   *
+   * @param size Bytes wanted, at most the cell size; 0 gives a cell too, which must be freed.
+   * @returns The cell's address, 16-byte aligned.
+   * @throws {TypeError} When `size` is not a number.
+   * @throws {RangeError} When `size` is invalid or larger than a cell.
+   * @throws {OutOfMemoryError} When the list is empty and no chunk can be mapped.
+   * @throws {Error} When the free list was corrupted by a write to a freed cell.
+   *
+   * @example Any request up to the cell size
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * assert.equal(cells.usableSize(cells.malloc(1)), 32);
+   * assert.equal(cells.usableSize(cells.malloc(32)), 32);
+   * ```
+   */
+  malloc(size: number): number {
+    if (this.#closed) throw new HeapClosedError("malloc");
+    checkSize(size, "allocate");
+    if (size > this.#cellSize) throw this.#tooLarge(`${size} bytes`, "allocate");
+    const address = this.#pop(size);
+    this.#notePeaks();
+    return address;
+  }
+
+  /**
+   * Takes a cell and zeroes all of it, for `count` elements of `size` bytes.
+   *
+   * @param count Number of elements.
+   * @param size Bytes per element.
+   * @returns The cell's address.
+   * @throws {TypeError} When an argument is not a number.
+   * @throws {RangeError} When an argument is invalid or `count * size` is larger than a cell.
+   * @throws {OutOfMemoryError} When no chunk can be mapped.
+   * @throws {Error} When the free list was corrupted.
+   *
+   * @example A zeroed cell, even when reused
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const dirty = cells.malloc(32);
+   * cells.bytes(dirty).fill(0xff);
+   * cells.free(dirty);
+   * const address = cells.calloc(4, 8);
+   * assert.equal(address, dirty);
+   * assert.ok(cells.bytes(address).every((byte) => byte === 0));
+   * ```
+   */
+  calloc(count: number, size: number): number {
+    if (this.#closed) throw new HeapClosedError("calloc");
+    checkSize(count, "allocate");
+    checkSize(size, "allocate");
+    const total = count * size;
+    if (total > MAX_SIZE) {
+      throw new RangeError(
+        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
+      );
+    }
+    if (total > this.#cellSize) throw this.#tooLarge(`${count} × ${size} bytes`, "allocate");
+    const chunk = this.#head === 0 ? undefined : this.#headChunk;
+    const address = this.#pop(total);
+    const owner = chunk ?? this.#chunkOf(address)!;
+    const offset = address - owner.base;
+    owner.bytes.fill(0, offset, offset + this.#cellSize);
+    this.#notePeaks();
+    return address;
+  }
+
+  /**
+   * Resizes a block, C style: `realloc(0, n)` is `malloc(n)`; `realloc(a, 0)` frees `a` and returns
+   * 0. Any size up to the cell size keeps the block where it is (only the recorded size changes);
+   * a larger size throws `RangeError` and leaves the block untouched.
+   *
+   * @param address A live cell, or 0.
+   * @param size The new size in bytes, at most the cell size.
+   * @returns `address` (or a new cell when `address` is 0; 0 when `size` is 0).
+   * @throws {TypeError} When `size` is not a number.
+   * @throws {RangeError} When `size` is invalid or larger than a cell.
+   * @throws {InvalidFreeError} When `address` is not a live cell of this allocator.
+   * @throws {DoubleFreeError} When `address` is a free cell.
+   *
+   * @example Within the cell, in place
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const address = cells.malloc(8);
+   * assert.equal(cells.realloc(address, 32), address);
+   * assert.throws(() => cells.realloc(address, 33), RangeError);
+   * ```
+   */
+  realloc(address: number, size: number): number {
+    if (this.#closed) throw new HeapClosedError("realloc");
+    if (address === 0) return this.malloc(size);
+    checkSize(size, "reallocate");
+    if (size === 0) {
+      this.free(address);
+      return 0;
+    }
+    if (size > this.#cellSize) throw this.#tooLarge(`${size} bytes`, "reallocate");
+    const chunk = this.#live(address, "reallocate");
+    const cell = (address - chunk.base) / this.#cellSize;
+    this.#counters.liveBytes += size + 1 - chunk.slots[cell]!;
+    chunk.slots[cell] = size + 1;
+    this.#notePeaks();
+    return address;
+  }
+
+  /**
+   * Pushes a cell back on the free list: its first 8 bytes become the link to the previous head.
+   * `free(0)` does nothing.
+   *
+   * @param address A live cell, or 0.
+   * @throws {InvalidFreeError} When `address` is foreign or not the start of a cell.
+   * @throws {DoubleFreeError} When the cell is already free.
+   *
+   * @example Double free
+   * ```ts
+   * import { CellAllocator, DoubleFreeError } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const address = cells.malloc(8);
+   * cells.free(address);
+   * assert.throws(() => cells.free(address), DoubleFreeError);
+   * ```
+   */
+  free(address: number): void {
+    if (this.#closed) throw new HeapClosedError("free");
+    if (address === 0) return;
+    const chunk = this.#live(address, "free");
+    const offset = address - chunk.base;
+    const cell = offset / this.#cellSize;
+    this.#counters.freed(chunk.slots[cell]! - 1);
+    chunk.slots[cell] = 0;
+    const words = chunk.words;
+    const word = offset / 4;
+    words[word] = this.#head >>> 0;
+    words[word + 1] = Math.floor(this.#head / TWO_32);
+    this.#head = address;
+    this.#headChunk = chunk;
+    this.#freeCells++;
+  }
+
+  /**
+   * The usable size of a live cell: always the cell size.
+   *
+   * @param address A live cell.
+   * @returns The cell size.
+   * @throws {InvalidAddressError} When `address` is not a live cell.
+   *
+   * @example Whatever was asked
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator({ cellSize: 64 });
+   * assert.equal(cells.usableSize(cells.malloc(0)), 64);
+   * ```
+   */
+  usableSize(address: number): number {
+    if (this.#closed) throw new HeapClosedError("usableSize");
+    this.#live(address, "find the size of");
+    return this.#cellSize;
+  }
+
+  /**
+   * A `Uint8Array` over a live cell: a `subarray` of its chunk's one view. After `free` the cell's
+   * first 8 bytes hold the free-list link: do not write through an old view.
+   *
+   * @param address A live cell.
+   * @param length Bytes to cover, at most the cell size (the default).
+   * @returns A view of the cell's memory.
+   * @throws {InvalidAddressError} When `address` is not a live cell.
+   * @throws {RangeError} When `length` is negative or beyond the cell size.
+   *
+   * @example Writing through a view
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const address = cells.malloc(2);
+   * cells.bytes(address, 2).set([4, 2]);
+   * assert.equal(cells.bytes(address)[1], 2);
+   * ```
+   */
+  bytes(address: number, length?: number): Uint8Array {
+    if (this.#closed) throw new HeapClosedError("bytes");
+    const chunk = this.#live(address, "view");
+    const wanted = length ?? this.#cellSize;
+    if (!Number.isInteger(wanted) || wanted < 0 || wanted > this.#cellSize) {
+      throw new RangeError(
+        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${this.#cellSize} bytes`,
+      );
+    }
+    const offset = address - chunk.base;
+    return chunk.bytes.subarray(offset, offset + wanted);
+  }
+
+  /**
+   * The counters, plus the chunks mapped and the cells on the free list.
+   *
+   * @returns A fresh snapshot.
+   *
+   * @example One chunk after the first request
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * cells.malloc(20);
+   * const stats = cells.stats();
+   * assert.equal(stats.chunks, 1);
+   * assert.equal(stats.mappedBytes, 65536);
+   * assert.equal(stats.liveBytes, 20);
+   * assert.equal(stats.allocatedBytes, 32);
+   * ```
+   */
+  stats(): CellStats {
+    if (this.#closed) throw new HeapClosedError("stats");
+    return {
+      ...this.#counters.snapshot(
+        this.#mappedBytes(),
+        this.#counters.liveAllocations * this.#cellSize,
+      ),
+      chunks: this.#chunks.length,
+      freeCells: this.#freeCells,
+    };
+  }
+
+  /**
+   * Checks every invariant: each chunk is aligned and indexed, each cell's entry is in range, the
+   * free list runs through exactly the free cells (no cycle, no live or foreign cell, nothing
+   * lost), and the counters agree with the cells. Throws an `Error` naming the first broken one.
+   * O(cells).
+   *
+   * @example After some work
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * using cells = new CellAllocator();
+   * cells.free(cells.malloc(10));
+   * cells.validate();
+   * ```
+   */
+  validate(): void {
+    if (this.#closed) throw new HeapClosedError("validate");
+    const broken = (what: string) => new Error(`CellAllocator invariant broken: ${what}`);
+    let live = 0;
+    let requested = 0;
+    for (const chunk of this.#chunks) {
+      if (
+        chunk.base % this.#chunkSize !== 0 ||
+        this.#chunkByKey.get(chunk.base / this.#chunkSize) !== chunk
+      ) {
+        throw broken(`chunk ${hex(chunk.base)} is misaligned or not indexed`);
+      }
+      for (let cell = 0; cell < this.#cellsPerChunk; cell++) {
+        const slot = chunk.slots[cell]!;
+        if (slot === 0) continue;
+        if (slot > this.#cellSize + 1) {
+          throw broken(`cell ${hex(chunk.base + cell * this.#cellSize)} records ${slot - 1} bytes`);
+        }
+        live++;
+        requested += slot - 1;
+      }
+    }
+    if (this.#chunkByKey.size !== this.#chunks.length) throw broken("the chunk index has extras");
+    const free = this.#chunks.length * this.#cellsPerChunk - live;
+    if (this.#freeCells !== free) {
+      throw broken(`freeCells is ${this.#freeCells}, the cells say ${free}`);
+    }
+    if (this.#head !== 0 && this.#headChunk !== this.#chunkOf(this.#head)) {
+      throw broken(`the head's chunk is stale`);
+    }
+    let listed = 0;
+    for (let address = this.#head; address !== 0;) {
+      const chunk = this.#chunkOf(address);
+      if (chunk === undefined || !this.#isFreeCell(chunk, address)) {
+        throw broken(`the free list reaches ${hex(address)}, which is not a free cell`);
+      }
+      if (++listed > free) throw broken(`the free list is longer than the ${free} free cells`);
+      address = this.#linkAt(chunk, address);
+    }
+    if (listed !== free) throw broken(`the free list holds ${listed} of the ${free} free cells`);
+    if (this.#counters.liveAllocations !== live) {
+      throw broken(`liveAllocations is ${this.#counters.liveAllocations}, the cells say ${live}`);
+    }
+    if (this.#counters.liveBytes !== requested) {
+      throw broken(`liveBytes is ${this.#counters.liveBytes}, the cells say ${requested}`);
+    }
+  }
+
+  /**
+   * Unmaps every chunk. Every later call except `close` throws {@linkcode HeapClosedError};
+   * closing twice does nothing. Views of the cells die: touching one kills the process.
+   *
+   * @example Explicit close
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * const cells = new CellAllocator();
+   * cells.malloc(10);
+   * cells.close();
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const chunk of this.#chunks) unmapMemory(chunk.base, this.#chunkSize);
+    this.#chunks = [];
+    this.#chunkByKey.clear();
+    this.#head = 0;
+    this.#headChunk = undefined;
+    this.#freeCells = 0;
+  }
+
+  /**
+   * Same as {@linkcode CellAllocator.prototype.close}, for `using`.
+   *
+   * @example Scoped allocator
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * {
+   *   using cells = new CellAllocator();
+   *   cells.malloc(10);
+   * } // unmapped here
+   * ```
+   */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // --- internals --------------------------------------------------------------------------------
+
+  /** Pops the head of the free list for a request of `size` bytes, growing the pool if empty. */
+  #pop(size: number): number {
+    if (this.#head === 0) this.#grow(size);
+    const address = this.#head;
+    const chunk = this.#headChunk!;
+    const next = this.#linkAt(chunk, address);
+    let nextChunk: Chunk | undefined;
+    if (next !== 0) {
+      nextChunk = this.#chunkOf(next);
+      if (nextChunk === undefined || !this.#isFreeCell(nextChunk, next)) {
+        throw new Error(
+          `CellAllocator free list corrupted: the free cell ${hex(address)} links to ${
+            hex(next)
+          }, which is not a free cell (was the cell written after free?)`,
+        );
+      }
+    }
+    this.#head = next;
+    this.#headChunk = nextChunk;
+    this.#freeCells--;
+    chunk.slots[(address - chunk.base) / this.#cellSize] = size + 1;
+    this.#counters.allocated(size);
+    return address;
+  }
+
+  /** Maps a chunk and links all its cells, in address order, as the new free list. */
+  #grow(size: number): void {
+    if (this.#freeCells !== 0) {
+      throw new Error(
+        `CellAllocator free list corrupted: it ends but ${this.#freeCells} cells are free (was a cell written after free?)`,
+      );
+    }
+    if (this.#chunks.length >= this.#maxChunks) {
+      throw new OutOfMemoryError(
+        `Cannot allocate ${size} bytes: all ${this.#chunks.length} chunks are full (maxChunks is ${this.#maxChunks})`,
+      );
+    }
+    const base = mapMemory(this.#chunkSize, this.#chunkSize);
+    const buffer = memoryView(base, this.#chunkSize);
+    const cells = this.#cellsPerChunk;
+    const chunk: Chunk = {
+      base,
+      words: new Uint32Array(buffer),
+      bytes: new Uint8Array(buffer),
+      slots: this.#cellSize < 0xff
+        ? new Uint8Array(cells)
+        : this.#cellSize < 0xffff
+        ? new Uint16Array(cells)
+        : new Uint32Array(cells),
+    };
+    const step = this.#cellSize / 4;
+    const words = chunk.words;
+    for (let cell = 0, word = 0; cell < cells - 1; cell++, word += step) {
+      const next = base + (cell + 1) * this.#cellSize;
+      words[word] = next >>> 0;
+      words[word + 1] = Math.floor(next / TWO_32);
+    }
+    // The last cell's link stays 0 (fresh memory): the end of the list.
+    this.#chunks.push(chunk);
+    this.#chunkByKey.set(base / this.#chunkSize, chunk);
+    this.#head = base;
+    this.#headChunk = chunk;
+    this.#freeCells += cells;
+  }
+
+  #chunkOf(address: number): Chunk | undefined {
+    return this.#chunkByKey.get(Math.floor(address / this.#chunkSize));
+  }
+
+  /** The link stored in the free cell at `address`. */
+  #linkAt(chunk: Chunk, address: number): number {
+    const word = (address - chunk.base) / 4;
+    return chunk.words[word]! + chunk.words[word + 1]! * TWO_32;
+  }
+
+  /** True when `address` is the start of a free cell of `chunk`. */
+  #isFreeCell(chunk: Chunk, address: number): boolean {
+    const offset = address - chunk.base;
+    return offset % this.#cellSize === 0 && offset < this.#cellsPerChunk * this.#cellSize &&
+      chunk.slots[offset / this.#cellSize] === 0;
+  }
+
+  /** The chunk of the live cell at `address`; throws the matching error otherwise. */
+  #live(address: number, verb: string): Chunk {
+    if (typeof address === "number") {
+      const chunk = this.#chunkByKey.get(Math.floor(address / this.#chunkSize));
+      if (chunk !== undefined) {
+        const offset = address - chunk.base;
+        if (
+          offset % this.#cellSize === 0 && offset < this.#cellsPerChunk * this.#cellSize &&
+          chunk.slots[offset / this.#cellSize] !== 0
+        ) {
+          return chunk;
+        }
+      }
+    }
+    throw this.#rejection(address, verb);
+  }
+
+  /** The error for an address that is not a live cell (slow path). */
+  #rejection(address: number, verb: string): Error {
+    if (typeof address !== "number") return notAnAddress(address, verb);
+    const where = `Cannot ${verb} ${hex(address)}`;
+    const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
+    const chunk = this.#chunkOf(address);
+    if (chunk === undefined) {
+      return new Invalid(`${where}: it is not an address of this heap`, address);
+    }
+    const offset = address - chunk.base;
+    const cell = Math.floor(offset / this.#cellSize);
+    if (cell >= this.#cellsPerChunk) {
+      return new Invalid(`${where}: it is past the last cell of its chunk`, address);
+    }
+    if (offset % this.#cellSize !== 0) {
+      const start = hex(chunk.base + cell * this.#cellSize);
+      return new Invalid(`${where}: it is inside the cell at ${start}, not at its start`, address);
+    }
+    const message = `${where}: this cell was already freed`;
+    return isFreeing(verb)
+      ? new DoubleFreeError(message, address)
+      : new InvalidAddressError(message, address);
+  }
+
+  #tooLarge(what: string, verb: string): RangeError {
+    return new RangeError(
+      `Cannot ${verb} ${what}: a cell holds at most ${this.#cellSize} bytes`,
+    );
+  }
+
+  #mappedBytes(): number {
+    return this.#chunks.length * this.#chunkSize;
+  }
+
+  #notePeaks(): void {
+    this.#counters.notePeaks(this.#mappedBytes());
+  }
+}
