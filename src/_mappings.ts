@@ -1,5 +1,12 @@
 // Blocks that own a whole mapping each: the large blocks of PseudoMalloc and SegregatedAllocator,
 // and every block of MmapAllocator. One record per block; the OS does the rest.
+//
+// Optionally, released mappings are kept in a bounded cache and handed out again for a request of
+// the same page count, so a program that allocates and frees the same large sizes makes no system
+// call at all. The cap is the larger of `cacheFloor` (8 MiB by default) and 1/8 of the bytes mapped
+// for live blocks; a release beyond it unmaps the oldest cached mapping. A cached mapping keeps
+// its old contents, so `mapZeroed` (calloc) never takes one: a fresh mapping is already zero and
+// costs no memset.
 
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
 import { roundUp } from "./_size.ts";
@@ -16,6 +23,16 @@ interface Mapping {
 
 /** How many unmapped addresses are remembered to tell a double free from a foreign address. */
 const RECENT_UNMAPS = 1024;
+
+/** Options of {@linkcode Mappings}. */
+export interface MappingsOptions {
+  /** What error messages call a block. @default {"block"} */
+  label?: string;
+  /** Keep released mappings for reuse (see the file comment). @default {false} */
+  cache?: boolean;
+  /** The cache may always hold this many bytes. @default {8 MiB} */
+  cacheFloor?: number;
+}
 
 /** True for the verbs whose misuse is an InvalidFreeError rather than an InvalidAddressError. */
 export function isFreeing(verb: string): boolean {
@@ -37,14 +54,26 @@ export class Mappings {
   #recentUnmaps = new Set<number>();
   #mappedBytes = 0;
   #requestedBytes = 0;
+  #caching: boolean;
+  #cacheFloor: number;
+  #cached = new Map<number, number[]>(); // page-rounded length -> released addresses, oldest first
+  #cachedOrder = new Map<number, number>(); // address -> length, oldest first, for eviction
+  #cachedBytes = 0;
 
   /**
    * @param pageSize The OS page size; every mapping is a whole number of pages.
-   * @param label What error messages call a block, e.g. "large block".
+   * @param options Error label and the release cache; see {@linkcode MappingsOptions}.
    */
-  constructor(pageSize: number, label = "block") {
+  constructor(pageSize: number, options: MappingsOptions = {}) {
     this.#pageSize = pageSize;
-    this.#label = label;
+    this.#label = options.label ?? "block";
+    this.#caching = options.cache ?? false;
+    this.#cacheFloor = options.cacheFloor ?? 8 << 20;
+  }
+
+  /** Bytes of released mappings kept for reuse (still mapped). */
+  get cachedBytes(): number {
+    return this.#cachedBytes;
   }
 
   /** Live mappings. */
@@ -67,26 +96,41 @@ export class Mappings {
     return this.#blocks.get(address)?.length ?? -1;
   }
 
-  /** Maps a fresh zeroed block of `size` bytes (at least one page) and returns its address. */
+  /**
+   * Maps a block of `size` bytes (at least one page) and returns its address: a cached mapping of
+   * the same page count when there is one (old contents), else a fresh zeroed one.
+   */
   map(size: number): number {
     const length = roundUp(Math.max(size, 1), this.#pageSize);
+    const address = this.#takeCached(length) ?? mapMemory(length);
+    this.#track(address, length, size);
+    return address;
+  }
+
+  /** Like {@linkcode Mappings.prototype.map}, but always a fresh mapping: zeroed by the OS. */
+  mapZeroed(size: number): number {
+    const length = roundUp(Math.max(size, 1), this.#pageSize);
     const address = mapMemory(length);
+    this.#track(address, length, size);
+    return address;
+  }
+
+  #track(address: number, length: number, size: number): void {
     this.#recentUnmaps.delete(address);
     this.#blocks.set(address, { length, requested: size, bytes: undefined });
     this.#mappedBytes += length;
     this.#requestedBytes += size;
-    return address;
   }
 
   /**
-   * Unmaps the live block at `address` and returns its requested size; throws (changing nothing)
+   * Unmaps (or caches) the live block at `address` and returns its requested size; throws (changing nothing)
    * when there is no live block there.
    */
   unmap(address: number): number {
     const block = this.#blocks.get(address);
     if (block === undefined) throw this.rejection(address, "free");
-    unmapMemory(address, block.length);
     this.#forget(address, block);
+    this.#release(address, block.length);
     return block.requested;
   }
 
@@ -156,13 +200,58 @@ export class Mappings {
     return new Invalid(`${where}: it is not an address of this heap`, address);
   }
 
-  /** Unmaps every block. */
+  /** Unmaps every cached mapping; returns the bytes unmapped. */
+  trim(): number {
+    const bytes = this.#cachedBytes;
+    for (const [address, length] of this.#cachedOrder) unmapMemory(address, length);
+    this.#cached.clear();
+    this.#cachedOrder.clear();
+    this.#cachedBytes = 0;
+    return bytes;
+  }
+
+  /** Unmaps every block, cached ones too. */
   close(): void {
+    this.trim();
     for (const [address, block] of this.#blocks) unmapMemory(address, block.length);
     this.#blocks.clear();
     this.#recentUnmaps.clear();
     this.#mappedBytes = 0;
     this.#requestedBytes = 0;
+  }
+
+  /** Caches a released mapping while the cache is under its cap, else unmaps the oldest. */
+  #release(address: number, length: number): void {
+    if (!this.#caching) {
+      unmapMemory(address, length);
+      return;
+    }
+    const list = this.#cached.get(length);
+    if (list === undefined) this.#cached.set(length, [address]);
+    else list.push(address);
+    this.#cachedOrder.set(address, length);
+    this.#cachedBytes += length;
+    const cap = Math.max(this.#cacheFloor, this.#mappedBytes / 8);
+    while (this.#cachedBytes > cap) {
+      const [oldest, oldLength] = this.#cachedOrder.entries().next().value!;
+      this.#cachedOrder.delete(oldest);
+      const same = this.#cached.get(oldLength)!;
+      same.splice(same.indexOf(oldest), 1);
+      if (same.length === 0) this.#cached.delete(oldLength);
+      this.#cachedBytes -= oldLength;
+      unmapMemory(oldest, oldLength);
+    }
+  }
+
+  /** A cached mapping of exactly `length` bytes, taken out of the cache, or undefined. */
+  #takeCached(length: number): number | undefined {
+    const list = this.#cached.get(length);
+    if (list === undefined) return undefined;
+    const address = list.pop()!; // the most recently released: its pages are the warmest
+    if (list.length === 0) this.#cached.delete(length);
+    this.#cachedOrder.delete(address);
+    this.#cachedBytes -= length;
+    return address;
   }
 
   #forget(address: number, block: Mapping): void {

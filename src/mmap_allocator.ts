@@ -89,7 +89,7 @@ export class MmapAllocator implements Allocator {
    */
   constructor() {
     this.#pageSize = pageSize();
-    this.#blocks = new Mappings(this.#pageSize, "block");
+    this.#blocks = new Mappings(this.#pageSize, { label: "block" });
   }
 
   /**

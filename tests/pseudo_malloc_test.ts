@@ -79,8 +79,42 @@ Deno.test("PseudoMalloc.malloc gives requests at the threshold their own page-al
   assert.equal(stats.mappedBytes, ARENA + 5 * heap.pageSize);
   heap.free(at);
   heap.free(big);
+  // Released mappings stay mapped in the reuse cache until trim.
+  assert.equal(heap.stats().mappedBytes, ARENA + 5 * heap.pageSize);
+  assert.equal(heap.stats().allocatedBytes, heap.mmapThreshold);
+  heap.validate();
+  assert.equal(heap.trim(), 5 * heap.pageSize);
   assert.equal(heap.stats().mappedBytes, ARENA);
   assert.equal(heap.stats().peakMappedBytes, ARENA + 5 * heap.pageSize);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc reuses released large mappings of the same page count", () => {
+  using heap = new PseudoMalloc();
+  const a = heap.malloc(64 * 1024);
+  heap.bytes(a).fill(0x77);
+  heap.free(a);
+  assert.throws(() => heap.free(a), DoubleFreeError, "a cached mapping is still freed");
+  const b = heap.malloc(64 * 1024 - 100); // the same 16 pages
+  assert.equal(b, a);
+  assert.equal(heap.stats().mappedBytes, 64 * 1024);
+  // calloc never takes a cached mapping: a fresh one is zero without a memset.
+  heap.free(b);
+  const c = heap.calloc(1, 64 * 1024);
+  assert.notEqual(c, a);
+  assert.ok(heap.bytes(c).every((byte) => byte === 0));
+  assert.equal(heap.stats().mappedBytes, 2 * 64 * 1024);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc large-mapping cache stays under max(8 MiB, mapped / 8)", () => {
+  using heap = new PseudoMalloc();
+  const blocks = Array.from({ length: 12 }, () => heap.malloc(1 << 20)); // 12 MiB live
+  for (const address of blocks) heap.free(address);
+  // Nothing is live: the cap is the 8 MiB floor, so 4 of the 12 mappings were unmapped.
+  assert.equal(heap.stats().mappedBytes, 8 << 20);
+  assert.equal(heap.trim(), 8 << 20);
+  assert.equal(heap.stats().mappedBytes, 0);
   heap.validate();
 });
 
@@ -325,7 +359,7 @@ Deno.test("PseudoMalloc.realloc moves between small and large keeping the conten
   assert.equal(stats.liveAllocations, 1);
   assert.equal(stats.liveBytes, 500);
   assert.equal(stats.largeAllocations, 0);
-  assert.equal(stats.mappedBytes, ARENA);
+  assert.equal(stats.mappedBytes - heap.trim(), ARENA);
   heap.validate();
 });
 
@@ -478,10 +512,16 @@ Deno.test("PseudoMalloc.stats counts totals, peaks and live bytes", () => {
     largeAllocations: 1,
     totalAllocations: 3,
     totalFrees: 1,
+    smallCachedBytes: 0, // calloc took the cached 16-byte block back
+    largeCachedBytes: 0,
   });
   heap.free(b);
   heap.free(c);
-  assert.equal(heap.stats().liveBytes, 0);
+  const after = heap.stats();
+  assert.equal(after.liveBytes, 0);
+  assert.equal(after.smallCachedBytes, 16);
+  assert.equal(after.largeCachedBytes, 8192);
+  assert.equal(after.allocatedBytes, 0);
 });
 
 Deno.test("PseudoMalloc.close unmaps everything and later calls throw HeapClosedError", () => {
