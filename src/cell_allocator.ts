@@ -20,7 +20,8 @@
  * ```
  *
  * The chunk that owns an address is found in O(1) however many chunks there are:
- * `Math.floor(address / chunkSize)` is the key of one `Map` lookup. JavaScript keeps one small
+ * `Math.floor(address / chunkSize)`, counted from the first chunk's, is the key of one `Map`
+ * lookup. JavaScript keeps one small
  * typed array per chunk, with one entry per cell: 0 when the cell is free, the requested size plus
  * one when it is live (1 byte per cell for cells up to 240 bytes: 2 KiB per default chunk, 3 %).
  *
@@ -166,7 +167,13 @@ export class CellAllocator implements Allocator {
   #cellsPerChunk: number;
 
   #chunks: Chunk[] = [];
+  /** Chunks by `Math.floor((address - origin) / chunkSize)`. */
   #chunkByKey = new Map<number, Chunk>();
+  /**
+   * The first chunk's address. Keys count chunks from it, so they stay small integers (V8 Smis, a
+   * faster `Map` key than the ~2^31 of `address / chunkSize` on a 47-bit address space).
+   */
+  #origin = 0;
   /** The first free cell, 0 when the list is empty, and its chunk. */
   #head = 0;
   #headChunk: Chunk | undefined;
@@ -534,7 +541,7 @@ export class CellAllocator implements Allocator {
     for (const chunk of this.#chunks) {
       if (
         chunk.base % this.#chunkSize !== 0 ||
-        this.#chunkByKey.get(chunk.base / this.#chunkSize) !== chunk
+        this.#chunkByKey.get((chunk.base - this.#origin) / this.#chunkSize) !== chunk
       ) {
         throw broken(`chunk ${hex(chunk.base)} is misaligned or not indexed`);
       }
@@ -676,14 +683,15 @@ export class CellAllocator implements Allocator {
     }
     // The last cell's link stays 0 (fresh memory): the end of the list.
     this.#chunks.push(chunk);
-    this.#chunkByKey.set(base / this.#chunkSize, chunk);
+    if (this.#chunks.length === 1) this.#origin = base;
+    this.#chunkByKey.set((base - this.#origin) / this.#chunkSize, chunk);
     this.#head = base;
     this.#headChunk = chunk;
     this.#freeCells += cells;
   }
 
   #chunkOf(address: number): Chunk | undefined {
-    return this.#chunkByKey.get(Math.floor(address / this.#chunkSize));
+    return this.#chunkByKey.get(Math.floor((address - this.#origin) / this.#chunkSize));
   }
 
   /** The link stored in the free cell at `address`. */
@@ -702,7 +710,7 @@ export class CellAllocator implements Allocator {
   /** The chunk of the live cell at `address`; throws the matching error otherwise. */
   #live(address: number, verb: string): Chunk {
     if (typeof address === "number") {
-      const chunk = this.#chunkByKey.get(Math.floor(address / this.#chunkSize));
+      const chunk = this.#chunkByKey.get(Math.floor((address - this.#origin) / this.#chunkSize));
       if (chunk !== undefined) {
         const offset = address - chunk.base;
         if (
