@@ -394,9 +394,10 @@ export class BumpAllocator implements Allocator {
 
   /**
    * Releases every block at once: the bump pointer goes back to the start of the pool. Every
-   * address handed out before is invalid afterwards (a `free` of one throws while the pool has not
-   * reached it again). Live counters go to 0 and every live block counts as freed in
-   * `totalFrees`; peaks and totals are kept. The pages stay mapped and resident, ready for reuse.
+   * address handed out before is invalid afterwards: freeing one throws, unless a newer block
+   * happens to start at the same address (see the module notes). Live counters go to 0 and every
+   * live block counts as freed in `totalFrees`; peaks and totals are kept. The pages stay mapped
+   * and resident, ready for reuse.
    *
    * @throws {HeapClosedError} After `close()`.
    *
