@@ -55,3 +55,13 @@ export { FirstFitAllocator } from "./src/first_fit_allocator.ts";
 export type { FirstFitBlock, FirstFitOptions, FirstFitStats } from "./src/first_fit_allocator.ts";
 export { CellAllocator } from "./src/cell_allocator.ts";
 export type { CellAllocatorOptions, CellStats } from "./src/cell_allocator.ts";
+export {
+  LARGEST_SIZE_CLASS,
+  SegregatedAllocator,
+  SIZE_CLASSES,
+} from "./src/segregated_allocator.ts";
+export type {
+  SegregatedOptions,
+  SegregatedSpan,
+  SegregatedStats,
+} from "./src/segregated_allocator.ts";

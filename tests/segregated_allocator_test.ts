@@ -1,0 +1,340 @@
+// SegregatedAllocator over real native memory (needs --allow-ffi): the contract, then the class
+// table, span geometry, page lookup, one class per span, large blocks and the bitmap's checks.
+import assert from "node:assert/strict";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  InvalidAddressError,
+  InvalidFreeError,
+  LARGEST_SIZE_CLASS,
+  OutOfMemoryError,
+  SegregatedAllocator,
+  SIZE_CLASSES,
+} from "../mod.ts";
+import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/segregated_allocator.ts";
+import { pageSize } from "../ffi/libc.ts";
+import { contractSuite } from "./_contract.ts";
+
+const PAGE = pageSize();
+
+contractSuite("SegregatedAllocator", () => new SegregatedAllocator(), {
+  detectsDoubleFree: true,
+  detectsInvalidFree: true,
+  reusesMemory: true,
+});
+
+// No cached spans: every emptied span is unmapped at once, so double frees land in released spans.
+contractSuite(
+  "SegregatedAllocator without cached spans",
+  () => new SegregatedAllocator({ keepEmptySpans: 0 }),
+  { detectsDoubleFree: true, detectsInvalidFree: true, reusesMemory: true },
+);
+
+/** The smallest class that holds `size`, found the slow way. */
+function expectedClass(size: number): number {
+  return SIZE_CLASSES.find((classSize) => classSize >= size)!;
+}
+
+/** Bytes of a span of the class `size`: the fewest pages holding MIN_BLOCKS_PER_SPAN blocks. */
+function spanLength(size: number): number {
+  return Math.ceil((MIN_BLOCKS_PER_SPAN * size) / PAGE) * PAGE;
+}
+
+Deno.test("SegregatedAllocator constructor checks keepEmptySpans", () => {
+  for (const bad of [-1, 1.5, NaN]) {
+    assert.throws(() => new SegregatedAllocator({ keepEmptySpans: bad }), RangeError);
+  }
+  using heap = new SegregatedAllocator({ keepEmptySpans: Infinity });
+  assert.equal(heap.stats().mappedBytes, 0, "no span before the first request");
+});
+
+Deno.test("SegregatedAllocator class table maps every size to the smallest class that holds it", () => {
+  assert.equal(SIZE_CLASSES.length, 24);
+  assert.equal(SIZE_CLASSES.at(-1), LARGEST_SIZE_CLASS);
+  assert.ok(SIZE_CLASSES.every((size) => size % 16 === 0), "every class keeps 16-byte alignment");
+  for (let i = 8; i < SIZE_CLASSES.length; i++) {
+    const [previous, size] = [SIZE_CLASSES[i - 1]!, SIZE_CLASSES[i]!];
+    assert.ok((size - previous) / size <= 0.2, `class ${size}: at most a fifth is rounding`);
+  }
+  assert.equal(CLASS_INDEX.length, LARGEST_SIZE_CLASS / 16 + 1);
+  using heap = new SegregatedAllocator();
+  for (let size = 0; size <= LARGEST_SIZE_CLASS; size++) {
+    assert.equal(SIZE_CLASSES[CLASS_INDEX[(size + 15) >> 4]!], expectedClass(size), `size ${size}`);
+    assert.equal(heap.classSize(size), Math.max(16, expectedClass(size)));
+  }
+  // The worked examples of the module documentation.
+  assert.equal(CLASS_INDEX[(100 + 15) >> 4], 6);
+  assert.equal(SIZE_CLASSES[6], 112);
+  assert.equal(CLASS_INDEX[(120 + 15) >> 4], 7);
+  assert.equal(SIZE_CLASSES[7], 128);
+  assert.equal(CLASS_INDEX[(1000 + 15) >> 4], 19);
+  assert.equal(SIZE_CLASSES[19], 1024);
+  assert.equal(heap.classSize(0), 16);
+  assert.equal(heap.classSize(LARGEST_SIZE_CLASS + 1), PAGE);
+  assert.equal(heap.classSize(3 * PAGE + 1), 4 * PAGE);
+  assert.throws(() => heap.classSize(-1), RangeError);
+});
+
+Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks, packed from the start", () => {
+  using heap = new SegregatedAllocator();
+  for (const size of SIZE_CLASSES) {
+    const first = heap.malloc(size);
+    const span = heap.spans().find((span) => span.address === first)!;
+    assert.equal(span.classSize, size);
+    assert.equal(span.length, spanLength(size));
+    assert.equal(span.blocks, Math.floor(spanLength(size) / size));
+    assert.ok(span.blocks >= MIN_BLOCKS_PER_SPAN);
+    if (span.length > PAGE) {
+      assert.ok((span.length - PAGE) / size < MIN_BLOCKS_PER_SPAN, "one page fewer would not do");
+    }
+    assert.ok(span.length % size <= span.length / 16, `class ${size} wastes at most 1/16`);
+    for (let i = 1; i < span.blocks; i++) assert.equal(heap.malloc(size), first + i * size);
+  }
+  assert.equal(heap.stats().spans, SIZE_CLASSES.length);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator finds a block's span by rounding its address down to the page", () => {
+  using heap = new SegregatedAllocator();
+  const size = 1024;
+  const span = spanLength(size);
+  const blocks = Array.from({ length: span / size }, () => heap.malloc(size));
+  const base = blocks[0]!;
+  assert.equal(base % PAGE, 0);
+  // Every block, on whichever page of the span, is found from its own page.
+  for (const [i, address] of blocks.entries()) {
+    assert.equal(address, base + i * size);
+    assert.equal(Math.floor(address / PAGE) * PAGE, base + Math.floor((i * size) / PAGE) * PAGE);
+    assert.equal(heap.usableSize(address), size);
+  }
+  const last = blocks.at(-1)!;
+  assert.throws(() => heap.free(last + 16), /inside the 1024-byte block at .*, not at its start/);
+  heap.free(last);
+  assert.equal(heap.malloc(size), last, "the only free block of the span");
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator puts each class in spans of its own", () => {
+  using heap = new SegregatedAllocator();
+  const sizes = [1, 100, 17, 2000, 48, 100, 1, 640, 17, 2048, 129, 0];
+  const blocks = sizes.map((size) => [heap.malloc(size), size] as const);
+  const spans = heap.spans();
+  assert.equal(spans.length, new Set(sizes.map((size) => heap.classSize(size))).size);
+  for (const [address, size] of blocks) {
+    const span = spans.find((span) =>
+      address >= span.address && address < span.address + span.length
+    )!;
+    assert.equal(span.classSize, heap.classSize(size), `malloc(${size})`);
+    assert.equal((address - span.address) % span.classSize, 0);
+    assert.equal(heap.usableSize(address), span.classSize);
+  }
+  assert.equal(spans.reduce((sum, span) => sum + span.live, 0), sizes.length);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator gives requests above the largest class their own mapping", () => {
+  using heap = new SegregatedAllocator();
+  const small = heap.malloc(LARGEST_SIZE_CLASS);
+  const large = heap.malloc(LARGEST_SIZE_CLASS + 1);
+  assert.equal(large % PAGE, 0);
+  assert.equal(heap.usableSize(large), PAGE);
+  let stats = heap.stats();
+  assert.equal(stats.spans, 1);
+  assert.equal(stats.smallAllocations, 1);
+  assert.equal(stats.largeAllocations, 1);
+  assert.equal(stats.mappedBytes, spanLength(LARGEST_SIZE_CLASS) + PAGE);
+  assert.equal(stats.allocatedBytes, LARGEST_SIZE_CLASS + PAGE);
+  heap.free(large);
+  stats = heap.stats();
+  assert.equal(stats.mappedBytes, spanLength(LARGEST_SIZE_CLASS));
+  assert.equal(stats.largeAllocations, 0);
+  assert.throws(() => heap.free(large), {
+    name: "DoubleFreeError",
+    message: /large block was already freed/,
+  });
+  const big = heap.malloc(5 * PAGE);
+  assert.throws(() => heap.free(big + PAGE), /inside the large block/);
+  heap.free(big);
+  heap.free(small);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.free detects a double free with the span's bitmap", () => {
+  using heap = new SegregatedAllocator();
+  const keep = heap.malloc(8);
+  const a = heap.malloc(8);
+  heap.bytes(keep).fill(9);
+  heap.free(a);
+  const before = heap.stats();
+  assert.throws(() => heap.free(a), {
+    name: "DoubleFreeError",
+    message: /this 16-byte block was already freed/,
+  });
+  assert.throws(() => heap.realloc(a, 100), DoubleFreeError);
+  assert.throws(() => heap.usableSize(a), (e) => {
+    return e instanceof InvalidAddressError && !(e instanceof InvalidFreeError);
+  });
+  // The block after `a` is free too, but was never handed out: an invalid free, not a double one.
+  assert.throws(() => heap.free(a + 16), (e) => {
+    assert.ok(e instanceof InvalidFreeError && !(e instanceof DoubleFreeError), String(e));
+    assert.match((e as Error).message, /never handed out/);
+    return true;
+  });
+  assert.deepEqual(heap.stats(), before);
+  assert.ok(heap.bytes(keep).every((byte) => byte === 9));
+  // Once handed out again, the block is live and can be freed once more.
+  assert.equal(heap.malloc(16), a);
+  heap.free(a);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.free rejects interior, tail and foreign addresses intact", () => {
+  using heap = new SegregatedAllocator();
+  const a = heap.malloc(48);
+  heap.malloc(48);
+  const before = heap.stats();
+  const rejects = (address: number, pattern: RegExp) =>
+    assert.throws(() => heap.free(address), (e) => {
+      assert.ok(e instanceof InvalidFreeError && !(e instanceof DoubleFreeError), String(e));
+      assert.equal(e.address, address);
+      assert.match(e.message, pattern);
+      return true;
+    });
+  rejects(a + 16, /inside the 48-byte block/);
+  rejects(a + 1, /inside the 48-byte block/);
+  const span = heap.spans()[0]!;
+  if (span.length % 48 !== 0) {
+    rejects(span.address + span.blocks * 48, /unused tail of the 48-byte span/);
+  }
+  rejects(12345, /not an address of this heap/);
+  rejects(a - PAGE * 1000, /not an address of this heap/);
+  assert.throws(() => heap.free(NaN), InvalidFreeError);
+  assert.throws(() => heap.free(String(a) as unknown as number), TypeError);
+  assert.deepEqual(heap.stats(), before);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.malloc takes the lowest free block, from a span with room", () => {
+  using heap = new SegregatedAllocator();
+  const size = 64;
+  const perSpan = spanLength(size) / size;
+  const first = Array.from({ length: perSpan }, () => heap.malloc(size));
+  const second = heap.malloc(size); // the first span is full: a new one
+  assert.equal(heap.stats().spans, 2);
+  assert.ok(second < first[0]! || second >= first[0]! + spanLength(size));
+  heap.free(first[7]!);
+  heap.free(first[3]!);
+  // The span that got room back is used before the other one, lowest block first.
+  assert.equal(heap.malloc(size), first[3]);
+  assert.equal(heap.malloc(size), first[7]);
+  assert.equal(heap.malloc(size), second + size);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator keeps one empty span per class and unmaps the others", () => {
+  using heap = new SegregatedAllocator();
+  const size = 16;
+  const perSpan = spanLength(size) / size;
+  const blocks = Array.from({ length: 2 * perSpan }, () => heap.malloc(size));
+  assert.equal(heap.stats().spans, 2);
+  for (const address of blocks.slice(0, perSpan)) heap.free(address);
+  assert.equal(heap.stats().spans, 2, "the first empty span is kept");
+  for (const address of blocks.slice(perSpan)) heap.free(address);
+  assert.equal(heap.stats().spans, 1, "the second is unmapped");
+  assert.equal(heap.stats().mappedBytes, spanLength(size));
+  assert.equal(heap.stats().peakMappedBytes, 2 * spanLength(size));
+  // A double free into the unmapped span is still recognised.
+  assert.throws(() => heap.free(blocks.at(-1)!), /given back to the OS .* \(double free\?\)/);
+  assert.throws(() => heap.free(blocks.at(-1)!), DoubleFreeError);
+  // A malloc/free loop reuses the kept span without mapping.
+  for (let i = 0; i < 100; i++) heap.free(heap.malloc(size));
+  assert.equal(heap.stats().spans, 1);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator with keepEmptySpans 0 unmaps every emptied span", () => {
+  using heap = new SegregatedAllocator({ keepEmptySpans: 0 });
+  const a = heap.malloc(100);
+  const b = heap.malloc(1000);
+  heap.free(a);
+  heap.free(b);
+  assert.equal(heap.stats().mappedBytes, 0);
+  assert.equal(heap.stats().spans, 0);
+  assert.throws(() => heap.free(a), DoubleFreeError);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.realloc stays in its class, moves across classes and to pages", () => {
+  using heap = new SegregatedAllocator();
+  let address = heap.malloc(100); // class 112
+  heap.bytes(address, 100).fill(5);
+  assert.equal(heap.realloc(address, 112), address);
+  address = heap.realloc(address, 113); // class 128: moves
+  assert.equal(heap.usableSize(address), 128);
+  assert.equal(heap.realloc(address, 113), address, "113 is still class 128");
+  assert.equal(heap.realloc(address, 128), address);
+  assert.equal(heap.stats().liveBytes, 128);
+  address = heap.realloc(address, 129);
+  assert.equal(heap.usableSize(address), 160);
+  assert.ok(heap.bytes(address, 100).every((byte) => byte === 5));
+  address = heap.realloc(address, 50_000); // to a mapping of its own
+  assert.equal(address % PAGE, 0);
+  assert.ok(heap.bytes(address, 100).every((byte) => byte === 5));
+  heap.bytes(address, 50_000).fill(6);
+  address = heap.realloc(address, 3_000_000); // mremap on Linux
+  assert.ok(heap.bytes(address, 50_000).every((byte) => byte === 6));
+  address = heap.realloc(address, 2000); // back to a class
+  assert.equal(heap.usableSize(address), 2048);
+  assert.ok(heap.bytes(address, 2000).every((byte) => byte === 6));
+  const stats = heap.stats();
+  assert.equal(stats.liveAllocations, 1);
+  assert.equal(stats.liveBytes, 2000);
+  assert.equal(stats.largeAllocations, 0);
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.realloc leaves the block untouched when it fails", () => {
+  using heap = new SegregatedAllocator();
+  const small = heap.malloc(100);
+  const large = heap.malloc(10_000);
+  heap.bytes(small, 100).fill(1);
+  heap.bytes(large, 10_000).fill(2);
+  const before = heap.stats();
+  assert.throws(() => heap.realloc(small, 2 ** 46), OutOfMemoryError);
+  assert.throws(() => heap.realloc(large, 2 ** 46), OutOfMemoryError);
+  assert.throws(() => heap.realloc(small, -1), RangeError);
+  assert.deepEqual(heap.stats(), before);
+  assert.ok(heap.bytes(small, 100).every((byte) => byte === 1));
+  assert.ok(heap.bytes(large, 10_000).every((byte) => byte === 2));
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator.stats counts class sizes, pages and spans", () => {
+  using heap = new SegregatedAllocator();
+  const a = heap.malloc(10);
+  heap.malloc(5000);
+  heap.free(a);
+  heap.calloc(3, 3);
+  assert.deepEqual(heap.stats(), {
+    mappedBytes: spanLength(16) + Math.ceil(5000 / PAGE) * PAGE,
+    peakMappedBytes: spanLength(16) + Math.ceil(5000 / PAGE) * PAGE,
+    liveAllocations: 2,
+    liveBytes: 5009,
+    peakLiveBytes: 5010,
+    allocatedBytes: 16 + Math.ceil(5000 / PAGE) * PAGE,
+    totalAllocations: 3,
+    totalFrees: 1,
+    spans: 1,
+    smallAllocations: 1,
+    largeAllocations: 1,
+  });
+});
+
+Deno.test("SegregatedAllocator methods throw HeapClosedError after close", () => {
+  const heap = new SegregatedAllocator();
+  heap.malloc(8);
+  heap.close();
+  assert.throws(() => heap.spans(), HeapClosedError);
+  assert.throws(() => heap.validate(), HeapClosedError);
+  heap.close();
+});
