@@ -30,7 +30,12 @@
  */
 
 export { PseudoMalloc } from "./src/pseudo_malloc.ts";
-export type { HeapStats, PseudoMallocOptions } from "./src/pseudo_malloc.ts";
+export type {
+  ArenaStats,
+  HeapStats,
+  LiveAllocation,
+  PseudoMallocOptions,
+} from "./src/pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export {
   BuddyAllocator,

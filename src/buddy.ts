@@ -394,6 +394,32 @@ export class BuddyAllocator {
   }
 
   /**
+   * How many free blocks each order has: `result[k]` counts the free blocks of
+   * `minBlockSize << k` bytes. Walks the free lists: O(free blocks).
+   *
+   * @returns One count per order, `maxOrder + 1` in all.
+   *
+   * @example After one split
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 64 });
+   * buddy.alloc(16);
+   * assert.deepEqual(buddy.freeBlockCounts(), [1, 1, 0]); // 16 bytes at 16, 32 bytes at 32
+   * ```
+   */
+  freeBlockCounts(): number[] {
+    const counts: number[] = [];
+    for (let k = 0; k <= this.maxOrder; k++) {
+      let count = 0;
+      for (let offset = this.#heads[k]!; offset !== NIL; offset = this.#next(offset)) count++;
+      counts.push(count);
+    }
+    return counts;
+  }
+
+  /**
    * The order of the allocated block that starts at `offset`, or -1 when none does. Never throws.
    *
    * @param offset Any offset.

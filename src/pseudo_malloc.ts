@@ -43,12 +43,8 @@
  * @module
  */
 
-import {
-  BuddyAllocator,
-  type BuddyBlock,
-  DEFAULT_ARENA_SIZE,
-  DEFAULT_MIN_BLOCK_SIZE,
-} from "./buddy.ts";
+import { type ArenaPicture, renderSvg, renderText } from "./_heap_map.ts";
+import { BuddyAllocator, DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE } from "./buddy.ts";
 import type { Allocator, AllocatorStats } from "./allocator.ts";
 import {
   DoubleFreeError,
@@ -95,6 +91,66 @@ export interface PseudoMallocOptions {
    * {@linkcode OutOfMemoryError}. `1` is the original design: one fixed arena. @default {Infinity}
    */
   maxArenas?: number;
+  /**
+   * Debug mode: remember where each live block was allocated (a stack trace, costly) for
+   * {@linkcode PseudoMalloc.prototype.liveAllocations}, and report leaks on `close()`.
+   * @default {false}
+   */
+  debug?: boolean;
+  /**
+   * Called by `close()` in debug mode with the blocks still live, if any.
+   * @default {a report on the console, one line per leak with its allocation site}
+   */
+  onLeaks?: (leaks: LiveAllocation[]) => void;
+}
+
+/**
+ * A live block, as listed by {@linkcode PseudoMalloc.prototype.liveAllocations}.
+ *
+ * @example Listing live blocks
+ * ```ts
+ * import { type LiveAllocation, PseudoMalloc } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc();
+ * const address = heap.malloc(100);
+ * const [block]: LiveAllocation[] = [...heap.liveAllocations()];
+ * assert.deepEqual(block, { address, size: 100 });
+ * ```
+ */
+export interface LiveAllocation {
+  /** The block's address. */
+  address: number;
+  /** Bytes requested. */
+  size: number;
+  /** In debug mode: the stack trace of the call that allocated the block. */
+  site?: string;
+}
+
+/**
+ * Fragmentation of one arena, part of {@linkcode HeapStats}.
+ *
+ * @example Reading it
+ * ```ts
+ * import { type ArenaStats, PseudoMalloc } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc();
+ * heap.malloc(16);
+ * const arena: ArenaStats = heap.stats().arenaDetails[0]!;
+ * console.log(arena.externalFragmentation); // 0.5: the largest free block is half the free bytes
+ * ```
+ */
+export interface ArenaStats {
+  /** The arena's address. */
+  address: number;
+  /** Bytes in the buddy's free blocks (cached blocks count as allocated until merged). */
+  freeBytes: number;
+  /** The largest free block. */
+  largestFreeBlock: number;
+  /** `1 - largestFreeBlock / freeBytes`: 0 when the free memory is one block; 0 when full. */
+  externalFragmentation: number;
+  /** Free blocks per order: `freeBlocks[k]` blocks of `minBlockSize << k` bytes. */
+  freeBlocks: number[];
 }
 
 /**
@@ -121,6 +177,10 @@ export interface HeapStats extends AllocatorStats {
   smallCachedBytes: number;
   /** Released large mappings kept for reuse, in bytes (still mapped; `trim()` unmaps them). */
   largeCachedBytes: number;
+  /** `1 - liveBytes / allocatedBytes`: the share of allocated bytes that was not requested. */
+  internalFragmentation: number;
+  /** Per arena: free bytes, largest free block, external fragmentation, free blocks per order. */
+  arenaDetails: ArenaStats[];
 }
 
 /** One buddy arena: its mapping, its allocator and one view over all of it. */
@@ -180,6 +240,8 @@ export class PseudoMalloc implements Allocator {
   #large: Mappings;
   #closed = false;
   #counters = new Counters();
+  #sites: Map<number, string> | undefined; // debug mode: allocation site of each live block
+  #onLeaks: (leaks: LiveAllocation[]) => void;
 
   /**
    * Creates a heap. Arenas are mapped on first use.
@@ -224,6 +286,8 @@ export class PseudoMalloc implements Allocator {
     const orders = Math.log2(this.#arenaSize / this.#minBlockSize) + 1;
     this.#cache = new Float64Array(orders * CACHE_DEPTH);
     this.#cacheArena = new Int32Array(orders * CACHE_DEPTH);
+    this.#onLeaks = options.onLeaks ?? reportLeaks;
+    if (options.debug) this.#installDebugHooks();
     this.#cacheCount = new Int32Array(orders);
   }
 
@@ -542,14 +606,26 @@ export class PseudoMalloc implements Allocator {
    */
   stats(): HeapStats {
     if (this.#closed) throw new HeapClosedError("stats");
-    const mapped = this.#mapped;
+    const allocated = this.#allocatedBytes();
     return {
       arenas: this.#arenas.length,
-      ...this.#counters.snapshot(mapped, this.#allocatedBytes()),
+      ...this.#counters.snapshot(this.#mapped, allocated),
       smallAllocations: this.#counters.liveAllocations - this.#large.count,
       largeAllocations: this.#large.count,
       smallCachedBytes: this.#cachedBytes(),
       largeCachedBytes: this.#large.cachedBytes,
+      internalFragmentation: allocated === 0 ? 0 : 1 - this.#counters.liveBytes / allocated,
+      arenaDetails: this.#arenas.map((arena) => {
+        const freeBytes = arena.buddy.freeBytes;
+        const largestFreeBlock = arena.buddy.largestFreeBlock;
+        return {
+          address: arena.base,
+          freeBytes,
+          largestFreeBlock,
+          externalFragmentation: freeBytes === 0 ? 0 : 1 - largestFreeBlock / freeBytes,
+          freeBlocks: arena.buddy.freeBlockCounts(),
+        };
+      }),
     };
   }
 
@@ -684,10 +760,14 @@ export class PseudoMalloc implements Allocator {
   }
 
   /**
-   * A picture of each arena's occupancy for a terminal: one character per `arenaSize / 1024`
-   * bytes, from `·` (free) through `░▒▓` to `█` (fully allocated), 64 characters a row.
+   * A picture of the heap. As text (the default), for a terminal: per arena a header and 16 rows of
+   * 64 cells, each cell `arenaSize / 1024` bytes shaded from `·` (free) through `░▒▓` to `█` (all
+   * live), then a line for the large mappings. As SVG: one strip per arena with every block drawn
+   * at its offset and size (so the splits show), live blocks coloured by order, cached blocks
+   * amber, free blocks grey, and one bar per large mapping.
    *
-   * @returns The picture, one block of rows per arena.
+   * @param options `format`: `"text"` (default) or `"svg"`.
+   * @returns The picture.
    *
    * @example Printing the map
    * ```ts
@@ -696,24 +776,67 @@ export class PseudoMalloc implements Allocator {
    * using heap = new PseudoMalloc();
    * heap.malloc(100);
    * console.log(heap.heapMap());
+   * const svg = heap.heapMap({ format: "svg" }); // for a file or a page
    * ```
    */
-  heapMap(): string {
+  heapMap(options: { format?: "text" | "svg" } = {}): string {
     if (this.#closed) throw new HeapClosedError("heapMap");
-    const lines: string[] = [];
-    for (const [index, arena] of this.#arenas.entries()) {
-      // Cached blocks are free to the program: draw only the live ones.
-      const live = arena.buddy.blocks().filter((block) =>
-        block.allocated && arena.tags[block.offset >>> this.#minShift] !== 0
-      );
-      const free = this.#arenaSize - live.reduce((sum, block) => sum + block.size, 0);
-      lines.push(`arena ${index} at ${hex(arena.base)}: ${free} of ${this.#arenaSize} bytes free`);
-      lines.push(...renderOccupancy(live, this.#arenaSize));
+    const arenas = this.#arenas.map((arena): ArenaPicture => ({
+      base: arena.base,
+      size: this.#arenaSize,
+      blocks: arena.buddy.blocks().map((block) => ({
+        offset: block.offset,
+        size: block.size,
+        order: block.order,
+        state: !block.allocated
+          ? "free"
+          : arena.tags[block.offset >>> this.#minShift] === 0
+          ? "cached"
+          : "live",
+      })),
+    }));
+    const mappings = [...this.#large.entries()].map(([address, length, requested]) => ({
+      address,
+      length,
+      requested,
+    }));
+    return options.format === "svg" ? renderSvg(arenas, mappings) : renderText(arenas, mappings);
+  }
+
+  /**
+   * Lists the live blocks: address and requested size, and in debug mode the allocation site.
+   * Small blocks come arena by arena in address order, then the large ones.
+   *
+   * @returns The live blocks.
+   *
+   * @example Finding what is still allocated
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc({ debug: true });
+   * const address = heap.malloc(24);
+   * const [block] = heap.liveAllocations();
+   * assert.equal(block!.address, address);
+   * assert.match(block!.site!, /\.ts:\d+:\d+/); // where malloc was called
+   * heap.free(address);
+   * ```
+   */
+  liveAllocations(): LiveAllocation[] {
+    if (this.#closed) throw new HeapClosedError("liveAllocations");
+    const live: LiveAllocation[] = [];
+    const add = (address: number, size: number): void => {
+      const site = this.#sites?.get(address);
+      live.push(site === undefined ? { address, size } : { address, size, site });
+    };
+    for (const arena of this.#arenas) {
+      for (const block of arena.buddy.blocks()) {
+        const tag = block.allocated ? arena.tags[block.offset >>> this.#minShift]! : 0;
+        if (tag !== 0) add(arena.base + block.offset, tag - 1);
+      }
     }
-    if (this.#large.count > 0) {
-      lines.push(`${this.#large.count} large mappings, ${this.#large.mappedBytes} bytes`);
-    }
-    return lines.join("\n");
+    for (const [address, , requested] of this.#large.entries()) add(address, requested);
+    return live;
   }
 
   /**
@@ -732,6 +855,10 @@ export class PseudoMalloc implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
+    if (this.#sites !== undefined) {
+      const leaks = this.liveAllocations();
+      if (leaks.length > 0) this.#onLeaks(leaks);
+    }
     this.#closed = true;
     for (const arena of this.#arenas) unmapMemory(arena.base, this.#arenaSize);
     this.#large.close();
@@ -758,6 +885,52 @@ export class PseudoMalloc implements Allocator {
    */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Debug mode: records the allocation site of every block. Wraps this instance's malloc, calloc,
+   * realloc and free with own properties that shadow the prototype's methods, so heaps without
+   * debug pay nothing on their hot paths.
+   */
+  #installDebugHooks(): void {
+    const sites = new Map<number, string>();
+    this.#sites = sites;
+    // Frames: 0 "Error", 1 this arrow, 2 the wrapper, 3.. the caller's stack.
+    const site = (): string =>
+      (new Error().stack ?? "").split("\n").slice(3, 6).map((line) => line.trim()).join(" <- ");
+    const { malloc, calloc, realloc, free } = PseudoMalloc.prototype;
+    Object.defineProperties(this, {
+      malloc: {
+        value: (size: number): number => {
+          const address = malloc.call(this, size);
+          sites.set(address, site());
+          return address;
+        },
+      },
+      calloc: {
+        value: (count: number, size: number): number => {
+          const address = calloc.call(this, count, size);
+          sites.set(address, site());
+          return address;
+        },
+      },
+      realloc: {
+        value: (address: number, size: number): number => {
+          const moved = realloc.call(this, address, size);
+          if (moved !== address) {
+            sites.delete(address);
+            if (moved !== 0) sites.set(moved, site());
+          }
+          return moved;
+        },
+      },
+      free: {
+        value: (address: number): void => {
+          free.call(this, address);
+          sites.delete(address);
+        },
+      },
+    });
   }
 
   // --- small blocks -----------------------------------------------------------------------------
@@ -977,30 +1150,11 @@ export class PseudoMalloc implements Allocator {
   }
 }
 
-const SHADES = ["·", "░", "▒", "▓", "█"];
-
-/** Renders an arena's blocks as 1024 cells of occupancy, 64 a row. */
-function renderOccupancy(blocks: BuddyBlock[], arenaSize: number): string[] {
-  const cells = 1024;
-  const cellSize = arenaSize / cells;
-  const used = new Float64Array(cells);
-  for (const block of blocks) {
-    if (!block.allocated) continue;
-    for (let at = block.offset; at < block.offset + block.size;) {
-      const cell = Math.floor(at / cellSize);
-      const end = Math.min(block.offset + block.size, (cell + 1) * cellSize);
-      used[cell]! += end - at;
-      at = end;
-    }
-  }
-  const rows: string[] = [];
-  for (let row = 0; row < cells; row += 64) {
-    let line = "";
-    for (let cell = row; cell < row + 64; cell++) {
-      const fraction = used[cell]! / cellSize;
-      line += SHADES[fraction === 0 ? 0 : fraction === 1 ? 4 : 1 + Math.floor(fraction * 2.999)];
-    }
-    rows.push(line);
-  }
-  return rows;
+/** The default leak report of debug mode: one line per block still live, with its site. */
+function reportLeaks(leaks: LiveAllocation[]): void {
+  const bytes = leaks.reduce((sum, leak) => sum + leak.size, 0);
+  const lines = leaks.map((leak) =>
+    `  ${hex(leak.address)}: ${leak.size} bytes, allocated ${leak.site ?? "(site unknown)"}`
+  );
+  console.warn(`PseudoMalloc: ${leaks.length} blocks (${bytes} bytes) leaked\n${lines.join("\n")}`);
 }

@@ -514,6 +514,15 @@ Deno.test("PseudoMalloc.stats counts totals, peaks and live bytes", () => {
     totalFrees: 1,
     smallCachedBytes: 0, // calloc took the cached 16-byte block back
     largeCachedBytes: 0,
+    internalFragmentation: 1 - 5009 / (8192 + 16),
+    arenaDetails: [{
+      address: c - (c % ARENA),
+      freeBytes: ARENA - 16,
+      largestFreeBlock: ARENA / 2,
+      externalFragmentation: 1 - (ARENA / 2) / (ARENA - 16),
+      // Splitting 1 MiB down to 16 bytes left one free block at each order below the arena's.
+      freeBlocks: [...Array(16).fill(1), 0],
+    }],
   });
   heap.free(b);
   heap.free(c);
@@ -614,4 +623,78 @@ contractSuite("PseudoMalloc", () => new PseudoMalloc(), {
   detectsDoubleFree: true,
   detectsInvalidFree: true,
   reusesMemory: true,
+});
+
+Deno.test("PseudoMalloc.stats reports internal and external fragmentation", () => {
+  using heap = new PseudoMalloc();
+  const a = heap.malloc(100);
+  assert.equal(heap.stats().internalFragmentation, 1 - 100 / 128);
+  const b = heap.malloc(128);
+  heap.free(b);
+  heap.trim(); // merge the cached block back
+  const [arena] = heap.stats().arenaDetails;
+  // Free: 128 at 128, 256, 512, ... up to 512 KiB: the largest is 512 KiB of ARENA - 128 bytes.
+  assert.equal(arena!.freeBytes, ARENA - 128);
+  assert.equal(arena!.externalFragmentation, 1 - (ARENA / 2) / (ARENA - 128));
+  assert.deepEqual(arena!.freeBlocks, [0, 0, 0, ...Array(13).fill(1), 0]);
+  heap.free(a);
+  heap.trim();
+  assert.equal(heap.stats().internalFragmentation, 0);
+});
+
+Deno.test("PseudoMalloc.heapMap as SVG draws every block with its state", () => {
+  using heap = new PseudoMalloc();
+  const live = heap.malloc(100);
+  const cached = heap.malloc(16);
+  heap.free(cached);
+  heap.malloc(5000);
+  const svg = heap.heapMap({ format: "svg" });
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"[^>]*>/);
+  assert.ok(svg.trimEnd().endsWith("</svg>"));
+  // Balanced elements: every opened <g>, <rect>...</rect> and <text> is closed.
+  for (const tag of ["g", "text", "title"]) {
+    const opened = svg.match(new RegExp(`<${tag}[ >]`, "g"))?.length ?? 0;
+    assert.equal(opened, svg.match(new RegExp(`</${tag}>`, "g"))?.length ?? 0, tag);
+  }
+  const blocks = [...svg.matchAll(/class="block (\w+)"/g)].map((m) => m[1]);
+  // 1 live 128-byte block, 1 cached 16-byte block, and the free blocks left by the splits.
+  assert.equal(blocks.filter((state) => state === "live").length, 1);
+  assert.equal(blocks.filter((state) => state === "cached").length, 1);
+  const freeBlocks = heap.stats().arenaDetails[0]!.freeBlocks.reduce((a, b) => a + b, 0);
+  assert.equal(blocks.filter((state) => state === "free").length, freeBlocks);
+  assert.equal(svg.match(/class="mapping"/g)?.length, 1);
+  heap.free(live);
+});
+
+Deno.test("PseudoMalloc.liveAllocations lists live blocks, with sites in debug mode", () => {
+  using heap = new PseudoMalloc();
+  const a = heap.malloc(10);
+  const b = heap.malloc(50_000);
+  const c = heap.calloc(2, 3);
+  heap.free(c);
+  assert.deepEqual(heap.liveAllocations(), [{ address: a, size: 10 }, {
+    address: b,
+    size: 50_000,
+  }]);
+
+  let reported: { address: number; size: number; site?: string }[] = [];
+  const debug = new PseudoMalloc({ debug: true, onLeaks: (leaks) => reported = leaks });
+  const kept = debug.malloc(24);
+  let moved = debug.realloc(debug.malloc(8), 3000);
+  moved = debug.realloc(moved, 100);
+  debug.free(debug.calloc(1, 1));
+  const [first, second] = debug.liveAllocations();
+  assert.equal(first!.address, kept);
+  assert.match(first!.site!, /pseudo_malloc_test\.ts:\d+:\d+/);
+  assert.equal(second!.address, moved);
+  debug.close();
+  assert.deepEqual(reported.map((leak) => [leak.address, leak.size]), [[kept, 24], [moved, 100]]);
+});
+
+Deno.test("PseudoMalloc in debug mode reports nothing when no block leaked", () => {
+  let calls = 0;
+  const heap = new PseudoMalloc({ debug: true, onLeaks: () => calls++ });
+  heap.free(heap.malloc(10));
+  heap.close();
+  assert.equal(calls, 0);
 });
