@@ -1,0 +1,494 @@
+// The benchmarks of issue 4: PseudoMalloc against libc malloc through FFI, `@thi.ng/malloc`'s
+// MemPool, `new Uint8Array(n)` and raw mmap, on the seeded workloads of `_workloads.ts`, all in one
+// run. `deno task bench` prints Deno's table; `deno task bench:report` turns the same run into
+// docs/bench.{json,md,svg}.
+//
+// - Every bench iteration is a batch of operations (`ops` in each group), so Deno.bench's own
+//   per-iteration overhead is small; per-operation times are the iteration time over `ops`.
+// - Both tasks run with `--v8-flags=--no-maglev`: code compiled by V8's mid tier (Maglev) calls FFI
+//   symbols through Deno's slow path (about 150 ns per call instead of 13), and a 0.5 s bench can
+//   stay in Maglev throughout. Without Maglev, hot loops reach TurboFan, the steady state.
+// - Each bench runs its own copy of its loop and of its iteration function (see `specialize` in
+//   `_workloads.ts`): shared call sites make V8 compile one polymorphic loop for all peers, which
+//   slows some peers down and, measured, took libc off the FFI fast path altogether.
+// - Deno's JSON gives min, avg, p75 and p99 per bench but no median. To report ratios of medians,
+//   each iteration is also timed here with `performance.now()` (80 ns resolution; iterations take
+//   1 µs to 250 ms) into a preallocated buffer, Deno's warm-up iterations are dropped (Deno 2.9 warms
+//   up until 10 ms are spent), and the median and quartiles of the rest are written to stderr as one
+//   line tagged `BENCH_SAMPLES_TAG` when the script gets the argument `--samples`
+//   (`deno bench ... bench/alloc_bench.ts -- --samples`), which `report.ts` reads.
+// - Before any timing, each bench runs one iteration and checks that the peer's live block count is
+//   unchanged; after the run, the counts are checked again (a `MemPool` that runs out of room
+//   returns 0 silently, which would otherwise go unnoticed).
+
+import type { PseudoMalloc } from "../mod.ts";
+import { BENCH_SAMPLES_TAG } from "./report.ts";
+import {
+  BATCH_COUNT,
+  BATCH_SIZE,
+  CHURN_LIVE,
+  fillLive,
+  FRESH_SIZE,
+  generate,
+  type LibcSymbols,
+  type Loop,
+  MEMPOOL_SIZE,
+  MemPoolPeer,
+  MmapPeer,
+  openLibc,
+  PAIR_SIZE,
+  type Peer,
+  pseudoMalloc,
+  runBatches,
+  runCallocSequence,
+  runChurn,
+  runPairs,
+  runPairSequence,
+  runReallocChains,
+  SCALE_BYTES,
+  type Sizes,
+  specialize,
+  TypedArrayPeer,
+} from "./_workloads.ts";
+
+// --- groups ------------------------------------------------------------------------------------
+
+/** One workload: a Deno.bench group. */
+interface Group {
+  id: string;
+  /** The group name Deno prints. */
+  title: string;
+  /** Operations per bench iteration. */
+  ops: number;
+  /** What one operation is. */
+  unit: string;
+}
+
+const GROUPS = {
+  pair: { id: "pair", title: "1. 64 B malloc+free, x1000", ops: 1000, unit: "pair" },
+  batch: {
+    id: "batch",
+    title: "2. 4 batches of 256 mixed 16-1008 B, shuffled frees",
+    ops: 4 * BATCH_SIZE,
+    unit: "pair",
+  },
+  churn: {
+    id: "churn",
+    title: "3. churn over 10,000 live blocks, x1000 steps",
+    ops: 1000,
+    unit: "step (free + malloc)",
+  },
+  large: {
+    id: "large",
+    title: "4. large 4 KiB-1 MiB, 16 sizes repeating, x64",
+    ops: 64,
+    unit: "pair",
+  },
+  callocSmall: {
+    id: "calloc-small",
+    title: "5a. calloc 16-1008 B + free, x1000",
+    ops: 1000,
+    unit: "pair",
+  },
+  callocLarge: {
+    id: "calloc-large",
+    title: "5b. calloc 4 KiB-1 MiB + free, x64",
+    ops: 64,
+    unit: "pair",
+  },
+  callocFresh: {
+    id: "calloc-fresh",
+    title: "5c. fresh 64 MiB block + free, x8",
+    ops: 8,
+    unit: "pair",
+  },
+  realloc: {
+    id: "realloc",
+    title: "5d. malloc(16), realloc doubling to 1 MiB, free, x16",
+    ops: 16,
+    unit: "chain (16 reallocs)",
+  },
+  scalePair: {
+    id: "scale-pair",
+    title: "6a. scale: 64 B malloc+free, x1000",
+    ops: 1000,
+    unit: "pair",
+  },
+  scaleChurn: {
+    id: "scale-churn",
+    title: "6b. scale: churn over 10,000 live blocks, x1000 steps",
+    ops: 1000,
+    unit: "step (free + malloc)",
+  },
+} as const satisfies Record<string, Group>;
+
+// --- self-timed samples ------------------------------------------------------------------------
+
+interface BenchRecord {
+  group: string;
+  workload: string;
+  peer: string;
+  name: string;
+  ops: number;
+  unit: string;
+  baseline: boolean;
+  note?: string;
+  samples: Float64Array;
+  count: number;
+  /** Live blocks of the peer once every bench is set up; the same must be live after the run. */
+  expectLive: number;
+  live?: () => number;
+}
+
+const records: BenchRecord[] = [];
+const SAMPLE_CAPACITY = 1 << 18;
+const DENO_WARMUP_BUDGET_MS = 10;
+const DENO_WARMUP_ITERATIONS = 0;
+
+/**
+ * One bench iteration: `run(peer, cursor, ...args)`, timed into `record`. Cloned per bench with
+ * `specialize` (as `run` is), so that no call site is shared between peers: a closure literal shared
+ * by several peers gets one optimised code for all, and with it libc lost Deno's FFI fast path
+ * (measured: 145 ns per pair instead of 13).
+ */
+function timedIteration(
+  record: { samples: Float64Array; count: number },
+  run: Loop,
+  peer: unknown,
+  a: unknown,
+  b: unknown,
+  c: unknown,
+  d: unknown,
+  e: unknown,
+  f: unknown,
+): () => void {
+  let cursor = 0;
+  return function iteration() {
+    const start = performance.now();
+    cursor = run(peer, cursor, a, b, c, d, e, f);
+    const elapsed = performance.now() - start;
+    if (record.count < record.samples.length) record.samples[record.count] = elapsed;
+    record.count++;
+  };
+}
+
+/**
+ * Registers one Deno.bench: `run` (cloned for this bench) over `entry.peer` with `args`. Runs one
+ * iteration first, outside timing, and checks that it leaves as many blocks live as it found.
+ */
+function bench<S, A>(
+  group: Group,
+  entry: Entry<S, A>,
+  options: { baseline?: boolean; note?: string },
+  run: Loop,
+  ...args: unknown[]
+): void {
+  const before = entry.live?.() ?? 0;
+  const record: BenchRecord = {
+    group: group.title,
+    workload: group.id,
+    peer: entry.id,
+    name: entry.name,
+    ops: group.ops,
+    unit: group.unit,
+    baseline: options.baseline ?? false,
+    samples: new Float64Array(SAMPLE_CAPACITY),
+    count: 0,
+    expectLive: before,
+  };
+  if (options.note !== undefined) record.note = options.note;
+  if (entry.live !== undefined) record.live = entry.live;
+  records.push(record);
+  const [a, b, c, d, e, f] = args;
+  const iteration = specialize(timedIteration)(
+    record,
+    specialize(run),
+    entry.peer,
+    a,
+    b,
+    c,
+    d,
+    e,
+    f,
+  );
+  iteration();
+  record.count = 0;
+  const after = entry.live?.() ?? 0;
+  if (after !== before) {
+    throw new Error(`${entry.name}: ${after} blocks live after one iteration, expected ${before}`);
+  }
+  Deno.bench({ name: entry.name, group: group.title, baseline: record.baseline, fn: iteration });
+}
+
+/** The median of the iterations after Deno's warm-up, and what was counted. */
+function summarize(record: BenchRecord) {
+  const kept = Math.min(record.count, SAMPLE_CAPACITY);
+  let warmup = 0;
+  for (let spent = 0; warmup < kept && spent < DENO_WARMUP_BUDGET_MS; warmup++) {
+    spent += record.samples[warmup]!;
+  }
+  warmup = Math.min(kept, warmup + DENO_WARMUP_ITERATIONS);
+  const measured = record.samples.slice(warmup, kept).sort();
+  const at = (q: number) =>
+    measured[Math.min(measured.length - 1, Math.floor(q * measured.length))]!;
+  const ns = (ms: number) => measured.length === 0 ? null : ms * 1e6;
+  let sum = 0;
+  for (const value of measured) sum += value;
+  return {
+    group: record.group,
+    workload: record.workload,
+    peer: record.peer,
+    name: record.name,
+    ops: record.ops,
+    unit: record.unit,
+    baseline: record.baseline,
+    ...(record.note === undefined ? {} : { note: record.note }),
+    iterations: record.count,
+    warmupIterations: warmup,
+    measuredIterations: measured.length,
+    truncated: record.count > SAMPLE_CAPACITY,
+    iterationNs: {
+      median: ns(
+        measured.length % 2 === 1 || measured.length === 0 ? at(0.5) : (
+          measured[measured.length / 2 - 1]! + measured[measured.length / 2]!
+        ) / 2,
+      ),
+      mean: ns(sum / Math.max(1, measured.length)),
+      min: ns(measured[0] ?? 0),
+      p25: ns(at(0.25)),
+      p75: ns(at(0.75)),
+    },
+  };
+}
+
+// --- peers ---------------------------------------------------------------------------------------
+
+/** A peer as one bench group sees it. `S` is its size type, `A` its address type. */
+interface Entry<S, A> {
+  id: string;
+  name: string;
+  peer: Peer<S, A>;
+  sizes(sizes: Sizes): ArrayLike<S>;
+  size(bytes: number): S;
+  one: S;
+  /** A placeholder address, to fill handle arrays before use. */
+  empty: A;
+  /** Live blocks now, where the peer can tell (for the checks). */
+  live?: () => number;
+}
+
+const data = generate();
+const libc = openLibc();
+const heaps: PseudoMalloc[] = [];
+
+const asNumbers = {
+  sizes: (sizes: Sizes) => sizes.numbers,
+  size: (bytes: number) => bytes,
+  one: 1,
+};
+const asBigints = {
+  sizes: (sizes: Sizes) => sizes.bigints,
+  size: (bytes: number) => BigInt(bytes),
+  one: 1n,
+};
+
+function pseudo(name = "PseudoMalloc"): Entry<number, number> & { heap: PseudoMalloc } {
+  const heap = pseudoMalloc();
+  heaps.push(heap);
+  return {
+    id: "pseudo",
+    name,
+    peer: heap,
+    heap,
+    ...asNumbers,
+    empty: 0,
+    live: () => heap.stats().liveAllocations,
+  };
+}
+
+function libcPeer(name = "libc malloc/free (FFI)"): Entry<bigint, bigint> {
+  return { id: "libc", name, peer: libc.symbols, ...asBigints, empty: 0n };
+}
+
+function memPool(): Entry<number, number> {
+  const peer = new MemPoolPeer(MEMPOOL_SIZE);
+  return {
+    id: "thing",
+    name: "@thi.ng/malloc MemPool",
+    peer,
+    ...asNumbers,
+    empty: 0,
+    live: () => peer.live,
+  };
+}
+
+function typedArray(): Entry<number, Uint8Array> {
+  return {
+    id: "u8",
+    name: "new Uint8Array(n)",
+    peer: new TypedArrayPeer(),
+    ...asNumbers,
+    empty: new Uint8Array(0),
+  };
+}
+
+function mmapPeer(symbols: LibcSymbols): Entry<bigint, bigint> {
+  return {
+    id: "mmap",
+    name: "mmap + munmap (FFI)",
+    peer: new MmapPeer(symbols),
+    ...asBigints,
+    empty: 0n,
+  };
+}
+
+/** A packed (not holey) array of `length` copies of `value`. */
+function filled<T>(length: number, value: T): T[] {
+  const array: T[] = [];
+  for (let i = 0; i < length; i++) array.push(value);
+  return array;
+}
+
+// --- 1. the same 64-byte pair ----------------------------------------------------------------
+
+function pairs<S, A>(group: Group, entry: Entry<S, A>, baseline: boolean, note?: string): void {
+  const options = note === undefined ? { baseline } : { baseline, note };
+  bench(group, entry, options, runPairs, entry.size(PAIR_SIZE), group.ops);
+}
+
+pairs(GROUPS.pair, pseudo(), false);
+pairs(GROUPS.pair, libcPeer(), true);
+pairs(GROUPS.pair, memPool(), false);
+pairs(GROUPS.pair, typedArray(), false);
+
+// --- 2. batches of mixed sizes, shuffled frees -------------------------------------------------
+
+function batches<S, A>(entry: Entry<S, A>, baseline: boolean): void {
+  bench(
+    GROUPS.batch,
+    entry,
+    { baseline },
+    runBatches,
+    entry.sizes(data.batchSizes),
+    data.batchOrders,
+    filled(BATCH_SIZE, entry.empty),
+    BATCH_SIZE,
+    BATCH_COUNT,
+    GROUPS.batch.ops / BATCH_SIZE,
+  );
+}
+
+batches(pseudo(), false);
+batches(libcPeer(), true);
+batches(memPool(), false);
+batches(typedArray(), false);
+
+// --- 3. churn ----------------------------------------------------------------------------------
+
+function churn<S, A>(group: Group, entry: Entry<S, A>, baseline: boolean, note?: string): void {
+  const live = filled(CHURN_LIVE, entry.empty);
+  specialize(fillLive)(entry.peer, 0, entry.sizes(data.churnInitial), live);
+  const options = note === undefined ? { baseline } : { baseline, note };
+  const sizes = entry.sizes(data.churnSizes);
+  bench(group, entry, options, runChurn, live, data.churnIndices, sizes, group.ops);
+}
+
+churn(GROUPS.churn, pseudo(), false);
+churn(GROUPS.churn, libcPeer(), true);
+churn(GROUPS.churn, memPool(), false);
+churn(GROUPS.churn, typedArray(), false);
+
+// --- 4. large blocks, repeating sizes ------------------------------------------------------------
+
+function large<S, A>(entry: Entry<S, A>, baseline: boolean): void {
+  const sizes = entry.sizes(data.largeSizes);
+  bench(GROUPS.large, entry, { baseline }, runPairSequence, sizes, GROUPS.large.ops);
+}
+
+large(pseudo(), false);
+large(libcPeer(), false);
+large(memPool(), false);
+large(mmapPeer(libc.symbols), true);
+
+// --- 5. calloc and realloc -----------------------------------------------------------------------
+
+function callocs<S, A>(group: Group, entry: Entry<S, A>, sizes: Sizes, baseline: boolean): void {
+  const each = entry.sizes(sizes);
+  bench(group, entry, { baseline }, runCallocSequence, each, group.ops, entry.one);
+}
+
+callocs(GROUPS.callocSmall, pseudo(), data.callocSizes, false);
+callocs(GROUPS.callocSmall, libcPeer("libc calloc/free (FFI)"), data.callocSizes, true);
+callocs(GROUPS.callocSmall, memPool(), data.callocSizes, false);
+callocs(GROUPS.callocSmall, typedArray(), data.callocSizes, false);
+
+callocs(GROUPS.callocLarge, pseudo(), data.largeSizes, false);
+callocs(GROUPS.callocLarge, libcPeer("libc calloc/free (FFI)"), data.largeSizes, true);
+callocs(GROUPS.callocLarge, memPool(), data.largeSizes, false);
+
+// A block too large for any mapping cache: calloc must cost what malloc costs (no memset).
+{
+  const fresh: Sizes = { numbers: Uint32Array.of(FRESH_SIZE), bigints: [BigInt(FRESH_SIZE)] };
+  const ops = GROUPS.callocFresh.ops;
+  callocs(GROUPS.callocFresh, pseudo("PseudoMalloc calloc"), fresh, false);
+  const malloc = { ...pseudo("PseudoMalloc malloc"), id: "pseudo-malloc" };
+  bench(GROUPS.callocFresh, malloc, { baseline: true }, runPairSequence, fresh.numbers, ops);
+  callocs(GROUPS.callocFresh, libcPeer("libc calloc (FFI)"), fresh, false);
+  const libcMalloc = { ...libcPeer("libc malloc (FFI)"), id: "libc-malloc" };
+  bench(GROUPS.callocFresh, libcMalloc, {}, runPairSequence, fresh.bigints, ops);
+}
+
+function reallocs<S, A>(entry: Entry<S, A>, baseline: boolean): void {
+  const sizes = entry.sizes(data.reallocSizes);
+  bench(GROUPS.realloc, entry, { baseline }, runReallocChains, sizes, GROUPS.realloc.ops);
+}
+
+reallocs(pseudo(), false);
+reallocs(libcPeer("libc malloc/realloc/free (FFI)"), true);
+reallocs(memPool(), false);
+
+// --- 6. flat cost with scale ---------------------------------------------------------------------
+
+{
+  // One heap holding SCALE_BYTES of small blocks (requested bytes, mixed sizes), never freed.
+  const scaled = { ...pseudo("PseudoMalloc, 256 MiB live"), id: "pseudo-scaled" };
+  const held = new Float64Array(data.scaleSizes.length);
+  for (let i = 0; i < held.length; i++) held[i] = scaled.heap.malloc(data.scaleSizes[i]!);
+  const stats = scaled.heap.stats();
+  if (stats.liveBytes < SCALE_BYTES) throw new Error(`scale heap holds only ${stats.liveBytes} B`);
+  const note = `${held.length} blocks, ${(stats.liveBytes / 2 ** 20).toFixed(0)} MiB requested, ` +
+    `${stats.arenas} arenas`;
+
+  pairs(GROUPS.scalePair, { ...pseudo("PseudoMalloc, 1 arena"), id: "pseudo-1" }, true, "1 arena");
+  pairs(GROUPS.scalePair, scaled, false, note);
+
+  const base = { ...pseudo("PseudoMalloc, churn set only"), id: "pseudo-1" };
+  churn(GROUPS.scaleChurn, base, true, "10,000 live blocks only");
+  churn(GROUPS.scaleChurn, scaled, false, `${note}, plus the 10,000 churn blocks`);
+}
+
+// What each peer holds live now, with every bench set up, is what it must hold after the run.
+for (const record of records) record.expectLive = record.live?.() ?? 0;
+
+// --- end of run ------------------------------------------------------------------------------------
+
+addEventListener("unload", () => {
+  const problems: string[] = [];
+  for (const record of records) {
+    const live = record.live?.();
+    if (live !== undefined && live !== record.expectLive) {
+      problems.push(
+        `${record.group} / ${record.name}: ${live} live, expected ${record.expectLive}`,
+      );
+    }
+  }
+  const line = JSON.stringify({
+    version: 1,
+    problems,
+    benches: records.filter((record) => record.count > 0).map(summarize),
+  });
+  if (Deno.args.includes("--samples")) console.error(`${BENCH_SAMPLES_TAG} ${line}`);
+  if (problems.length > 0) console.error(`bench checks failed:\n  ${problems.join("\n  ")}`);
+  for (const heap of heaps) heap.close();
+  libc.close();
+});
