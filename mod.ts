@@ -61,6 +61,7 @@ export type { FirstFitBlock, FirstFitOptions, FirstFitStats } from "./src/first_
 export { CellAllocator } from "./src/cell_allocator.ts";
 export type { CellAllocatorOptions, CellStats } from "./src/cell_allocator.ts";
 export {
+  DEFAULT_SPAN_CACHE_BYTES,
   LARGEST_SIZE_CLASS,
   SegregatedAllocator,
   SIZE_CLASSES,

@@ -52,11 +52,14 @@
  * drops the span from the list when it becomes full; when the list is empty it maps a new span.
  * `free` sets the block's bit and puts a span that was full back at the head of its list.
  *
- * A span whose last block is freed is kept, at the list's tail so that partly used spans are filled
- * first, while its class keeps at most `keepEmptySpans` empty spans (1 by default); beyond that it is
- * unmapped at once. The cache spares a program that allocates and frees one block in a loop a
- * `mmap` and a `munmap` per turn, and costs at most one span per class (24 spans, under 100 KiB on
- * 4 KiB pages) of memory that is mapped but unused.
+ * A span whose last block is freed stays mapped, at its list's tail so that partly used spans are
+ * filled first, and joins a cache of empty spans of all classes. The cache holds at most
+ * `spanCacheBytes` (8 MiB by default, the floor of {@linkcode PseudoMalloc}'s cache of released
+ * large mappings); beyond that the span emptied longest ago is unmapped. A span that gets a block
+ * again leaves the cache. Without a cache, a program that builds and frees a large structure in
+ * phases maps and unmaps every span at every phase (twice the time on a binary-trees workload);
+ * evicting the oldest rather than the newest empty span keeps a malloc/free loop of any class from
+ * mapping and unmapping at every turn when the cache is full of other classes' spans.
  *
  * `realloc` stays in place when the new size falls in the same class; otherwise it moves.
  *
@@ -65,7 +68,8 @@
  * - `malloc`: O(1): a table lookup, the list head, and a bitmap scan that starts at the lowest word
  *   that can have a free bit (at most 8 words for the 16-byte class on a 4 KiB page). Plus one
  *   `mmap` per new span, one per large request.
- * - `free`: O(1): one `Map` lookup, a remainder, a bit. One `munmap` per released span.
+ * - `free`: O(1): one `Map` lookup, a remainder, a bit; one `munmap` per span evicted from the
+ *   cache.
  * - Space: no header in the blocks. Outside the native memory, per span: 1 bit per block, 1 byte per
  *   block (slack), one `Map` entry per page and a small object. Per large block: one record.
  * - Internal fragmentation: rounding up to the class, at most 15 bytes per block up to 128 bytes and
@@ -156,6 +160,19 @@ export const CLASS_INDEX: Uint8Array = (() => {
 })();
 
 /**
+ * Default `spanCacheBytes` of {@linkcode SegregatedAllocator}: 8 MiB of empty spans.
+ *
+ * @example Up to 2048 empty 4 KiB spans
+ * ```ts
+ * import { DEFAULT_SPAN_CACHE_BYTES } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DEFAULT_SPAN_CACHE_BYTES / 4096, 2048);
+ * ```
+ */
+export const DEFAULT_SPAN_CACHE_BYTES = 8 << 20;
+
+/**
  * Options of {@linkcode SegregatedAllocator}.
  *
  * @example Give every empty span back at once
@@ -163,7 +180,7 @@ export const CLASS_INDEX: Uint8Array = (() => {
  * import { SegregatedAllocator, type SegregatedOptions } from "@pseudo/malloc";
  * import assert from "node:assert/strict";
  *
- * const options: SegregatedOptions = { keepEmptySpans: 0 };
+ * const options: SegregatedOptions = { spanCacheBytes: 0 };
  * using heap = new SegregatedAllocator(options);
  * heap.free(heap.malloc(100));
  * assert.equal(heap.stats().mappedBytes, 0);
@@ -171,10 +188,11 @@ export const CLASS_INDEX: Uint8Array = (() => {
  */
 export interface SegregatedOptions {
   /**
-   * Empty spans each class keeps mapped for reuse; a span emptied beyond that is unmapped at once.
-   * A non-negative integer, or `Infinity` to never unmap a span before `close()`. @default {1}
+   * Bytes of empty spans, all classes together, kept mapped for reuse; beyond it the span emptied
+   * longest ago is unmapped. `0` unmaps every span as soon as its last block is freed; `Infinity`
+   * keeps every span until `close()`. @default {8388608} (8 MiB)
    */
-  keepEmptySpans?: number;
+  spanCacheBytes?: number;
 }
 
 /**
@@ -197,6 +215,8 @@ export interface SegregatedOptions {
 export interface SegregatedStats extends AllocatorStats {
   /** Spans mapped now, empty cached ones included. */
   spans: number;
+  /** Bytes of the empty spans kept for reuse, part of `mappedBytes`. */
+  cachedBytes: number;
   /** Live blocks in spans. */
   smallAllocations: number;
   /** Live blocks with their own mapping. */
@@ -240,8 +260,6 @@ interface SizeClass {
   capacity: number;
   head: Span | undefined;
   tail: Span | undefined;
-  /** Empty spans of this class (all on its list). */
-  empty: number;
 }
 
 /** One span and its metadata. */
@@ -261,6 +279,11 @@ interface Span {
   listed: boolean;
   prev: Span | undefined;
   next: Span | undefined;
+  /** True while the span is empty and in the cache. */
+  cached: boolean;
+  /** The next older and newer span of the cache. */
+  older: Span | undefined;
+  newer: Span | undefined;
 }
 
 /**
@@ -284,7 +307,10 @@ interface Span {
  */
 export class SegregatedAllocator implements Allocator {
   #pageSize: number;
-  #keepEmpty: number;
+  #cacheLimit: number;
+  #cachedBytes = 0;
+  #oldestEmpty: Span | undefined;
+  #newestEmpty: Span | undefined;
   #classes: SizeClass[];
   #spanByPage = new Map<number, Span>();
   #spans = new Set<Span>();
@@ -299,18 +325,18 @@ export class SegregatedAllocator implements Allocator {
   /**
    * Creates an empty heap; spans are mapped on first use.
    *
-   * @param options How many empty spans each class keeps; optional.
-   * @throws {RangeError} When `keepEmptySpans` is not a non-negative integer or `Infinity`.
+   * @param options How many bytes of empty spans to keep; optional.
+   * @throws {RangeError} When `spanCacheBytes` is not a non-negative integer or `Infinity`.
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    */
   constructor(options: SegregatedOptions = {}) {
     this.#pageSize = pageSize();
-    this.#keepEmpty = options.keepEmptySpans ?? 1;
+    this.#cacheLimit = options.spanCacheBytes ?? DEFAULT_SPAN_CACHE_BYTES;
     if (
-      !(this.#keepEmpty >= 0) || (this.#keepEmpty % 1 !== 0 && this.#keepEmpty !== Infinity)
+      !(this.#cacheLimit >= 0) || (this.#cacheLimit % 1 !== 0 && this.#cacheLimit !== Infinity)
     ) {
       throw new RangeError(
-        `Cannot use keepEmptySpans ${this.#keepEmpty}: it must be a non-negative integer or Infinity`,
+        `Cannot use spanCacheBytes ${this.#cacheLimit}: it must be a non-negative integer or Infinity`,
       );
     }
     this.#large = new Mappings(this.#pageSize, { label: "large block" });
@@ -324,7 +350,6 @@ export class SegregatedAllocator implements Allocator {
         capacity: Math.floor(spanLength / size),
         head: undefined,
         tail: undefined,
-        empty: 0,
       };
     });
   }
@@ -601,6 +626,7 @@ export class SegregatedAllocator implements Allocator {
         this.#smallAllocated + this.#large.mappedBytes,
       ),
       spans: this.#spans.size,
+      cachedBytes: this.#cachedBytes,
       smallAllocations: this.#small,
       largeAllocations: this.#large.count,
     };
@@ -636,8 +662,8 @@ export class SegregatedAllocator implements Allocator {
   /**
    * Checks every invariant: each span's bitmap against its live count, its hint and its high-water
    * mark; the recorded requests against the class; the page table; each class's list (exactly the
-   * spans with room, linked both ways) and its count of empty spans; and the counters. Throws an
-   * `Error` naming the first broken one.
+   * spans with room, linked both ways); the cache (exactly the empty spans, oldest first, within its
+   * budget); and the counters. Throws an `Error` naming the first broken one.
    *
    * @example After some work
    * ```ts
@@ -652,6 +678,9 @@ export class SegregatedAllocator implements Allocator {
     if (this.#closed) throw new HeapClosedError("validate");
     const fail = (what: string): never => {
       throw new Error(`SegregatedAllocator invariant broken: ${what}`);
+    };
+    const expect = (what: string, actual: number, expected: number): void => {
+      if (actual !== expected) fail(`${what} is ${actual}, spans say ${expected}`);
     };
     let live = 0;
     let requested = 0;
@@ -699,12 +728,14 @@ export class SegregatedAllocator implements Allocator {
       if (span.listed !== span.live < capacity) {
         fail(`${at} is ${span.listed ? "listed but full" : "not listed but has room"}`);
       }
+      if (span.cached !== (span.live === 0)) {
+        fail(`${at} is ${span.cached ? "cached but in use" : "empty but not cached"}`);
+      }
       live += span.live;
       allocated += span.live * size;
       bytes += spanLength;
     }
     for (const sizeClass of this.#classes) {
-      let empty = 0;
       let previous: Span | undefined;
       let count = 0;
       for (let span = sizeClass.head; span !== undefined; span = span.next) {
@@ -712,15 +743,24 @@ export class SegregatedAllocator implements Allocator {
           fail(`class ${sizeClass.size} lists a span that is not one of its own`);
         }
         if (span.prev !== previous) fail(`class ${sizeClass.size}: bad back link`);
-        if (span.live === 0) empty++;
         if (++count > this.#spans.size) fail(`class ${sizeClass.size}: the list has a cycle`);
         previous = span;
       }
       if (sizeClass.tail !== previous) fail(`class ${sizeClass.size}: bad tail`);
-      if (empty !== sizeClass.empty || empty > this.#keepEmpty) {
-        fail(`class ${sizeClass.size} has ${empty} empty spans, counts ${sizeClass.empty}`);
-      }
     }
+    let cached = 0;
+    let older: Span | undefined;
+    let count = 0;
+    for (let span = this.#oldestEmpty; span !== undefined; span = span.newer) {
+      if (!this.#spans.has(span) || !span.cached) fail("the cache holds a span that is not empty");
+      if (span.older !== older) fail("the cache has a bad back link");
+      if (++count > this.#spans.size) fail("the cache has a cycle");
+      cached += span.sizeClass.spanLength;
+      older = span;
+    }
+    if (this.#newestEmpty !== older) fail("the cache has a bad newest end");
+    if (cached > this.#cacheLimit) fail(`the cache holds ${cached} bytes, over its budget`);
+    expect("cachedBytes", this.#cachedBytes, cached);
     for (const span of this.#spans) {
       if (!span.listed) continue;
       let found = false;
@@ -731,9 +771,6 @@ export class SegregatedAllocator implements Allocator {
       requested += size;
       allocated += length;
     }
-    const expect = (what: string, actual: number, expected: number): void => {
-      if (actual !== expected) fail(`${what} is ${actual}, spans say ${expected}`);
-    };
     expect("page table size", this.#spanByPage.size, pages);
     expect("span bytes", this.#spanBytes, bytes);
     expect("smallAllocations", this.#small, live);
@@ -764,7 +801,9 @@ export class SegregatedAllocator implements Allocator {
     this.#spanByPage.clear();
     this.#released.clear();
     for (const sizeClass of this.#classes) sizeClass.head = sizeClass.tail = undefined;
+    this.#oldestEmpty = this.#newestEmpty = undefined;
     this.#spanBytes = 0;
+    this.#cachedBytes = 0;
   }
 
   /**
@@ -804,7 +843,7 @@ export class SegregatedAllocator implements Allocator {
     const index = w * 32 + bit;
     if (index >= span.touched) span.touched = index + 1;
     span.slack[index] = sizeClass.size - size;
-    if (span.live++ === 0) sizeClass.empty--;
+    if (span.live++ === 0 && span.cached) this.#uncache(span);
     if (span.live === sizeClass.capacity) this.#unlist(span);
     this.#small++;
     this.#smallAllocated += sizeClass.size;
@@ -822,14 +861,34 @@ export class SegregatedAllocator implements Allocator {
     this.#smallAllocated -= sizeClass.size;
     if (span.live-- === sizeClass.capacity) this.#pushFront(span);
     if (span.live === 0) {
+      // Empty: to the tail of its list and into the cache, evicting the oldest empty spans.
       this.#unlist(span);
-      if (sizeClass.empty < this.#keepEmpty) {
-        sizeClass.empty++;
-        this.#pushBack(span);
-      } else {
-        this.#unmapSpan(span);
+      this.#pushBack(span);
+      span.cached = true;
+      span.older = this.#newestEmpty;
+      span.newer = undefined;
+      if (this.#newestEmpty === undefined) this.#oldestEmpty = span;
+      else this.#newestEmpty.newer = span;
+      this.#newestEmpty = span;
+      this.#cachedBytes += sizeClass.spanLength;
+      while (this.#cachedBytes > this.#cacheLimit) {
+        const oldest = this.#oldestEmpty!;
+        this.#uncache(oldest);
+        this.#unlist(oldest);
+        this.#unmapSpan(oldest);
       }
     }
+  }
+
+  /** Takes an empty span out of the cache (it gets a block, or is unmapped). */
+  #uncache(span: Span): void {
+    if (span.older === undefined) this.#oldestEmpty = span.newer;
+    else span.older.newer = span.newer;
+    if (span.newer === undefined) this.#newestEmpty = span.older;
+    else span.newer.older = span.older;
+    span.older = span.newer = undefined;
+    span.cached = false;
+    this.#cachedBytes -= span.sizeClass.spanLength;
   }
 
   /** Maps a span for a class and puts it on the class's list. */
@@ -851,6 +910,9 @@ export class SegregatedAllocator implements Allocator {
       listed: false,
       prev: undefined,
       next: undefined,
+      cached: false,
+      older: undefined,
+      newer: undefined,
     };
     const first = base / this.#pageSize;
     for (let page = 0; page < length / this.#pageSize; page++) {
@@ -859,7 +921,6 @@ export class SegregatedAllocator implements Allocator {
     this.#spans.add(span);
     this.#spanBytes += length;
     this.#released.forget(base, base + length);
-    sizeClass.empty++;
     this.#pushFront(span);
     return span;
   }

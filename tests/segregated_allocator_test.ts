@@ -26,7 +26,7 @@ contractSuite("SegregatedAllocator", () => new SegregatedAllocator(), {
 // No cached spans: every emptied span is unmapped at once, so double frees land in released spans.
 contractSuite(
   "SegregatedAllocator without cached spans",
-  () => new SegregatedAllocator({ keepEmptySpans: 0 }),
+  () => new SegregatedAllocator({ spanCacheBytes: 0 }),
   { detectsDoubleFree: true, detectsInvalidFree: true, reusesMemory: true },
 );
 
@@ -40,11 +40,11 @@ function spanLength(size: number): number {
   return Math.ceil((MIN_BLOCKS_PER_SPAN * size) / PAGE) * PAGE;
 }
 
-Deno.test("SegregatedAllocator constructor checks keepEmptySpans", () => {
+Deno.test("SegregatedAllocator constructor checks spanCacheBytes", () => {
   for (const bad of [-1, 1.5, NaN]) {
-    assert.throws(() => new SegregatedAllocator({ keepEmptySpans: bad }), RangeError);
+    assert.throws(() => new SegregatedAllocator({ spanCacheBytes: bad }), RangeError);
   }
-  using heap = new SegregatedAllocator({ keepEmptySpans: Infinity });
+  using heap = new SegregatedAllocator({ spanCacheBytes: Infinity });
   assert.equal(heap.stats().mappedBytes, 0, "no span before the first request");
 });
 
@@ -231,29 +231,49 @@ Deno.test("SegregatedAllocator.malloc takes the lowest free block, from a span w
   heap.validate();
 });
 
-Deno.test("SegregatedAllocator keeps one empty span per class and unmaps the others", () => {
-  using heap = new SegregatedAllocator();
+Deno.test("SegregatedAllocator caches empty spans up to spanCacheBytes, oldest out first", () => {
   const size = 16;
-  const perSpan = spanLength(size) / size;
-  const blocks = Array.from({ length: 2 * perSpan }, () => heap.malloc(size));
-  assert.equal(heap.stats().spans, 2);
-  for (const address of blocks.slice(0, perSpan)) heap.free(address);
-  assert.equal(heap.stats().spans, 2, "the first empty span is kept");
-  for (const address of blocks.slice(perSpan)) heap.free(address);
-  assert.equal(heap.stats().spans, 1, "the second is unmapped");
-  assert.equal(heap.stats().mappedBytes, spanLength(size));
-  assert.equal(heap.stats().peakMappedBytes, 2 * spanLength(size));
+  const span = spanLength(size);
+  using heap = new SegregatedAllocator({ spanCacheBytes: 2 * span });
+  const perSpan = span / size;
+  const blocks = Array.from({ length: 4 * perSpan }, () => heap.malloc(size));
+  const spanOf = (i: number) => blocks.slice(i * perSpan, (i + 1) * perSpan);
+  assert.equal(heap.stats().spans, 4);
+  for (const i of [2, 0]) for (const address of spanOf(i)) heap.free(address);
+  assert.equal(heap.stats().spans, 4, "two empty spans fit the cache");
+  assert.equal(heap.stats().cachedBytes, 2 * span);
+  for (const address of spanOf(3)) heap.free(address);
+  // Three empty spans: span 2, emptied first, is unmapped; spans 0 and 3 stay.
+  assert.equal(heap.stats().spans, 3);
+  assert.equal(heap.stats().cachedBytes, 2 * span);
+  assert.equal(heap.stats().mappedBytes, 3 * span);
+  assert.equal(heap.stats().peakMappedBytes, 4 * span);
+  const mapped = heap.spans().map((s) => s.address);
+  assert.ok(!mapped.includes(blocks[2 * perSpan]!) && mapped.includes(blocks[0]!));
   // A double free into the unmapped span is still recognised.
-  assert.throws(() => heap.free(blocks.at(-1)!), /given back to the OS .* \(double free\?\)/);
-  assert.throws(() => heap.free(blocks.at(-1)!), DoubleFreeError);
-  // A malloc/free loop reuses the kept span without mapping.
-  for (let i = 0; i < 100; i++) heap.free(heap.malloc(size));
-  assert.equal(heap.stats().spans, 1);
+  const lost = blocks[2 * perSpan + 5]!;
+  assert.throws(() => heap.free(lost), /given back to the OS .* \(double free\?\)/);
+  assert.throws(() => heap.free(lost), DoubleFreeError);
+  // A cached span that gets a block leaves the cache; span 1 (partly used) is filled first.
+  heap.free(blocks[perSpan]!);
+  assert.equal(heap.malloc(size), blocks[perSpan]);
+  assert.equal(heap.malloc(size) % span, 0, "then block 0 of a cached span");
+  assert.equal(heap.stats().cachedBytes, span);
   heap.validate();
 });
 
-Deno.test("SegregatedAllocator with keepEmptySpans 0 unmaps every emptied span", () => {
-  using heap = new SegregatedAllocator({ keepEmptySpans: 0 });
+Deno.test("SegregatedAllocator: a full cache does not make a malloc/free loop map each turn", () => {
+  using heap = new SegregatedAllocator({ spanCacheBytes: spanLength(16) });
+  heap.free(heap.malloc(16)); // the cache is full of a class-16 span
+  for (let i = 0; i < 50; i++) heap.free(heap.malloc(100));
+  // Each free of the 112-byte span evicts the older class-16 span, not itself; then it stays.
+  assert.deepEqual(heap.spans().map((span) => span.classSize), [112]);
+  assert.equal(heap.stats().peakMappedBytes, spanLength(16) + spanLength(112));
+  heap.validate();
+});
+
+Deno.test("SegregatedAllocator with spanCacheBytes 0 unmaps every emptied span", () => {
+  using heap = new SegregatedAllocator({ spanCacheBytes: 0 });
   const a = heap.malloc(100);
   const b = heap.malloc(1000);
   heap.free(a);
@@ -325,6 +345,7 @@ Deno.test("SegregatedAllocator.stats counts class sizes, pages and spans", () =>
     totalAllocations: 3,
     totalFrees: 1,
     spans: 1,
+    cachedBytes: 0,
     smallAllocations: 1,
     largeAllocations: 1,
   });
