@@ -66,9 +66,9 @@
  * ends), so `Math.floor(address / chunkSize)` names the only chunk that can hold an address, and one
  * `Map` lookup finds it however many chunks there are. A chunk larger than `chunkSize` is entered
  * under every `chunkSize` window it covers (a 10 MiB chunk under 10 keys). A sorted array of chunk
- * starts with binary search would need no alignment, but costs O(log chunks) per `free` and O(chunks)
- * per new chunk; the aligned mapping costs up to two extra `munmap`s per new chunk and makes every lookup
- * O(1), as in {@linkcode PseudoMalloc}.
+ * starts with binary search would need no alignment, but costs O(log chunks) per `free` and
+ * O(chunks) per new chunk; the aligned mapping costs up to two extra `munmap`s per new chunk and
+ * makes every lookup O(1), as in {@linkcode PseudoMalloc}.
  *
  * ## Costs
  *
