@@ -63,31 +63,32 @@
  * ## Finding the chunk of an address
  *
  * Chunks are mapped at addresses that are multiples of `chunkSize` (map more, unmap the unaligned
- * ends), so `Math.floor(address / chunkSize)` names the only chunk that can hold an address, and one
- * `Map` lookup finds it however many chunks there are. A chunk larger than `chunkSize` is entered
- * under every `chunkSize` window it covers (a 10 MiB chunk under 10 keys). A sorted array of chunk
- * starts with binary search would need no alignment, but costs O(log chunks) per `free` and
- * O(chunks) per new chunk; the aligned mapping costs up to two extra `munmap`s per new chunk and
- * makes every lookup O(1), as in {@linkcode PseudoMalloc}.
+ * ends), so `Math.floor(address / chunkSize)` names the only chunk that can hold an address, and
+ * one `Map` lookup finds it however many chunks there are. A chunk larger than `chunkSize` is
+ * entered under every `chunkSize` window it covers (a 10 MiB chunk under 10 keys). A sorted array
+ * of chunk starts with binary search would need no alignment, but costs O(log chunks) per `free`
+ * and O(chunks) per new chunk; the aligned mapping costs up to two extra `munmap`s per new chunk
+ * and makes every lookup O(1), as in {@linkcode PseudoMalloc}.
  *
  * ## Costs
  *
  * - `malloc`: O(free blocks) in the worst case (the first-fit walk), O(1) when the head fits. Plus
  *   one `mmap` per new chunk. The worst case is easy to reach: allocate 32768 blocks of 16 to 72
- *   bytes, free every other one, then ask for 24 bytes (a 48-byte block) 16384 times. The quarter of
- *   the holes that are too small (32-byte blocks) are never taken; they pile up at the head of the
- *   LIFO list and every later `malloc` walks past them: about 75 µs a call where an easy `malloc`
- *   takes well under 1 µs, growing linearly with the number of holes (8 µs with 4096 blocks).
- *   Segregated free lists ({@linkcode SegregatedAllocator}, or a buddy system) are the remedy.
+ *   bytes, free every other one, then ask for 24 bytes (a 48-byte block) 16384 times. The quarter
+ *   of the holes that are too small (32-byte blocks) are never taken; they pile up at the head of
+ *   the LIFO list and every later `malloc` walks past them: about 75 µs a call where an easy
+ *   `malloc` takes well under 1 µs, growing linearly with the number of holes (8 µs with 4096
+ *   blocks). Segregated free lists ({@linkcode SegregatedAllocator}, or a buddy system) are the
+ *   remedy.
  * - `free`: O(1): two neighbour checks, at most two unlinks and a push.
  * - `realloc`: O(1) in place, otherwise `malloc` + copy + `free`.
  * - Space: 16 bytes per block (header and footer), blocks rounded to 16 bytes with a 32-byte
  *   minimum (a 1-byte request takes 32 bytes; a 100-byte one 128), 16 bytes per chunk. Free-list
  *   links live in the free blocks: no memory outside the heap but a small record per chunk.
  * - Fragmentation: no internal fragmentation beyond the header, footer and rounding (a remainder of
- *   one granule may stay in a block). External fragmentation is first fit's: small splinters collect
- *   at the head of the list, and a free hole between two live blocks serves only requests that fit
- *   it; coalescing keeps adjacent holes merged.
+ *   one granule may stay in a block). External fragmentation is first fit's: small splinters
+ *   collect at the head of the list, and a free hole between two live blocks serves only requests
+ *   that fit it; coalescing keeps adjacent holes merged.
  *
  * ## Misuse it detects, and what gets through
  *
@@ -98,7 +99,8 @@
  * means a double free (a freed block keeps its header, also after it is merged into a neighbour);
  * so does an address in a chunk recently given back to the OS. When the fast check fails, a walk of
  * the chunk (on the error path only) names the block the address falls in. When coalescing, a free
- * neighbour whose header and footer disagree is reported as heap corruption before anything changes.
+ * neighbour whose header and footer disagree is reported as heap corruption before anything
+ * changes.
  *
  * It cannot detect: a forged header and footer written by the program into a payload; a double free
  * of an address that has meanwhile been handed out again at the same place (the second free frees
@@ -861,9 +863,9 @@ export class FirstFitAllocator implements Allocator {
   // --- freeing ----------------------------------------------------------------------------------
 
   /**
-   * Frees the block `g` of `granules`: marks it free, merges it with free neighbours, and pushes the
-   * result, or unmaps the chunk when it is wholly free (but for the spare). Checks both neighbours
-   * before changing anything.
+   * Frees the block `g` of `granules`: marks it free, merges it with free neighbours, and pushes
+   * the result, or unmaps the chunk when it is wholly free (but for the spare). Checks both
+   * neighbours before changing anything.
    */
   #release(chunk: Chunk, g: number, granules: number): void {
     const w = chunk.words;

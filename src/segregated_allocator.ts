@@ -70,26 +70,27 @@
  *   `mmap` per new span, one per large request.
  * - `free`: O(1): one `Map` lookup, a remainder, a bit; one `munmap` per span evicted from the
  *   cache.
- * - Space: no header in the blocks. Outside the native memory, per span: 1 bit per block, 1 byte per
- *   block (slack), one `Map` entry per page and a small object. Per large block: one record.
- * - Internal fragmentation: rounding up to the class, at most 15 bytes per block up to 128 bytes and
- *   at most a fifth of the block above; a span's unused tail; large blocks round up to pages.
+ * - Space: no header in the blocks. Outside the native memory, per span: 1 bit per block, 1 byte
+ *   per block (slack), one `Map` entry per page and a small object. Per large block: one record.
+ * - Internal fragmentation: rounding up to the class, at most 15 bytes per block up to 128 bytes
+ *   and at most a fifth of the block above; a span's unused tail; large blocks round up to pages.
  * - External fragmentation: memory of one class never serves another: after a phase of many small
- *   blocks, their spans stay mapped (one live block pins a whole span) and cannot serve other sizes.
+ *   blocks, their spans stay mapped (one live block pins a whole span) and cannot serve other
+ *   sizes.
  *
  * ## Misuse it detects, and what gets through
  *
  * The metadata is outside the native memory, so no write by the program (past a block's end, or
  * after a free) can corrupt the allocator's own state. Checks on every `free`, `realloc`,
- * `usableSize` and `bytes`: an address on no span page and no large block is foreign; an offset that
- * is not a multiple of the class size is interior (or misaligned); an offset past the span's last
- * whole block is in its unused tail; a set bit is a double free, except for a block never handed
- * out, which is an invalid free. An address in a span or large block recently given back to the OS
- * is reported as a double free.
+ * `usableSize` and `bytes`: an address on no span page and no large block is foreign; an offset
+ * that is not a multiple of the class size is interior (or misaligned); an offset past the span's
+ * last whole block is in its unused tail; a set bit is a double free, except for a block never
+ * handed out, which is an invalid free. An address in a span or large block recently given back to
+ * the OS is reported as a double free.
  *
  * It cannot detect: a write past a block's end (there is no canary: it silently changes the next
- * block's data); a use after free; a double free of a block that has meanwhile been handed out again
- * (the second free frees the new owner's block).
+ * block's data); a use after free; a double free of a block that has meanwhile been handed out
+ * again (the second free frees the new owner's block).
  *
  * @module
  */
@@ -118,7 +119,8 @@ import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
  * import assert from "node:assert/strict";
  *
  * assert.equal(SIZE_CLASSES.length, 24);
- * assert.deepEqual(SIZE_CLASSES.filter((size) => size > 512 && size <= 1024), [640, 768, 896, 1024]);
+ * const fromHalfToOneKiB = SIZE_CLASSES.filter((size) => size > 512 && size <= 1024);
+ * assert.deepEqual(fromHalfToOneKiB, [640, 768, 896, 1024]);
  * ```
  */
 // deno-fmt-ignore
@@ -662,8 +664,8 @@ export class SegregatedAllocator implements Allocator {
   /**
    * Checks every invariant: each span's bitmap against its live count, its hint and its high-water
    * mark; the recorded requests against the class; the page table; each class's list (exactly the
-   * spans with room, linked both ways); the cache (exactly the empty spans, oldest first, within its
-   * budget); and the counters. Throws an `Error` naming the first broken one.
+   * spans with room, linked both ways); the cache (exactly the empty spans, oldest first, within
+   * its budget); and the counters. Throws an `Error` naming the first broken one.
    *
    * @example After some work
    * ```ts
