@@ -56,8 +56,8 @@ export class Mappings {
   #requestedBytes = 0;
   #caching: boolean;
   #cacheFloor: number;
-  #cached = new Map<number, number[]>(); // page-rounded length -> released addresses, oldest first
-  #cachedOrder = new Map<number, number>(); // address -> length, oldest first, for eviction
+  #cached = new Map<number, number[]>(); // page-rounded length -> released addresses (a stack)
+  #cachedRecords = new Map<number, Mapping>(); // address -> its record, oldest first
   #cachedBytes = 0;
 
   /**
@@ -102,8 +102,16 @@ export class Mappings {
    */
   map(size: number): number {
     const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const address = this.#takeCached(length) ?? mapMemory(length);
-    this.#track(address, length, size);
+    const address = this.#cached.get(length)?.pop();
+    if (address === undefined) return this.mapZeroed(size);
+    // A cached mapping: its record (and its view) serve again.
+    const block = this.#cachedRecords.get(address)!;
+    this.#cachedRecords.delete(address);
+    this.#cachedBytes -= length;
+    block.requested = size;
+    this.#blocks.set(address, block);
+    this.#mappedBytes += length;
+    this.#requestedBytes += size;
     return address;
   }
 
@@ -115,6 +123,7 @@ export class Mappings {
     return address;
   }
 
+  /** Records a live block at a fresh (or moved) mapping. */
   #track(address: number, length: number, size: number): void {
     this.#recentUnmaps.delete(address);
     this.#blocks.set(address, { length, requested: size, bytes: undefined });
@@ -123,14 +132,17 @@ export class Mappings {
   }
 
   /**
-   * Unmaps (or caches) the live block at `address` and returns its requested size; throws (changing nothing)
-   * when there is no live block there.
+   * Unmaps (or caches) the live block at `address` and returns its requested size; throws
+   * (changing nothing) when there is no live block there.
    */
   unmap(address: number): number {
     const block = this.#blocks.get(address);
     if (block === undefined) throw this.rejection(address, "free");
-    this.#forget(address, block);
-    this.#release(address, block.length);
+    this.#blocks.delete(address);
+    this.#mappedBytes -= block.length;
+    this.#requestedBytes -= block.requested;
+    if (this.#caching) this.#cache(address, block);
+    else this.#unmapAndRemember(address, block.length);
     return block.requested;
   }
 
@@ -156,10 +168,7 @@ export class Mappings {
       }
     }
     this.#forget(address, block);
-    this.#recentUnmaps.delete(moved);
-    this.#blocks.set(moved, { length, requested: size, bytes: undefined });
-    this.#mappedBytes += length;
-    this.#requestedBytes += size;
+    this.#track(moved, length, size);
     return moved;
   }
 
@@ -183,7 +192,7 @@ export class Mappings {
     if (typeof address !== "number") return notAnAddress(address, verb);
     const where = `Cannot ${verb} ${hex(address)}`;
     const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
-    if (this.#recentUnmaps.has(address)) {
+    if (this.#recentUnmaps.has(address) || this.#cachedRecords.has(address)) {
       const message = `${where}: this ${this.#label} was already freed`;
       return isFreeing(verb)
         ? new DoubleFreeError(message, address)
@@ -203,9 +212,11 @@ export class Mappings {
   /** Unmaps every cached mapping; returns the bytes unmapped. */
   trim(): number {
     const bytes = this.#cachedBytes;
-    for (const [address, length] of this.#cachedOrder) unmapMemory(address, length);
+    for (const [address, block] of this.#cachedRecords) {
+      this.#unmapAndRemember(address, block.length);
+    }
     this.#cached.clear();
-    this.#cachedOrder.clear();
+    this.#cachedRecords.clear();
     this.#cachedBytes = 0;
     return bytes;
   }
@@ -220,47 +231,41 @@ export class Mappings {
     this.#requestedBytes = 0;
   }
 
-  /** Caches a released mapping while the cache is under its cap, else unmaps the oldest. */
-  #release(address: number, length: number): void {
-    if (!this.#caching) {
-      unmapMemory(address, length);
-      return;
-    }
-    const list = this.#cached.get(length);
-    if (list === undefined) this.#cached.set(length, [address]);
+  /** Keeps a released mapping for reuse, then unmaps the oldest ones while over the cap. */
+  #cache(address: number, block: Mapping): void {
+    const list = this.#cached.get(block.length);
+    if (list === undefined) this.#cached.set(block.length, [address]);
     else list.push(address);
-    this.#cachedOrder.set(address, length);
-    this.#cachedBytes += length;
+    this.#cachedRecords.set(address, block);
+    this.#cachedBytes += block.length;
     const cap = Math.max(this.#cacheFloor, this.#mappedBytes / 8);
     while (this.#cachedBytes > cap) {
-      const [oldest, oldLength] = this.#cachedOrder.entries().next().value!;
-      this.#cachedOrder.delete(oldest);
-      const same = this.#cached.get(oldLength)!;
+      const [oldest, record] = this.#cachedRecords.entries().next().value!;
+      this.#cachedRecords.delete(oldest);
+      const same = this.#cached.get(record.length)!;
       same.splice(same.indexOf(oldest), 1);
-      if (same.length === 0) this.#cached.delete(oldLength);
-      this.#cachedBytes -= oldLength;
-      unmapMemory(oldest, oldLength);
+      this.#cachedBytes -= record.length;
+      this.#unmapAndRemember(oldest, record.length);
     }
   }
 
-  /** A cached mapping of exactly `length` bytes, taken out of the cache, or undefined. */
-  #takeCached(length: number): number | undefined {
-    const list = this.#cached.get(length);
-    if (list === undefined) return undefined;
-    const address = list.pop()!; // the most recently released: its pages are the warmest
-    if (list.length === 0) this.#cached.delete(length);
-    this.#cachedOrder.delete(address);
-    this.#cachedBytes -= length;
-    return address;
+  #unmapAndRemember(address: number, length: number): void {
+    unmapMemory(address, length);
+    this.#remember(address);
+  }
+
+  /** Remembers an address that no longer holds a block, to call a later free of it a double free. */
+  #remember(address: number): void {
+    this.#recentUnmaps.add(address);
+    if (this.#recentUnmaps.size > RECENT_UNMAPS) {
+      this.#recentUnmaps.delete(this.#recentUnmaps.values().next().value!);
+    }
   }
 
   #forget(address: number, block: Mapping): void {
     this.#blocks.delete(address);
     this.#mappedBytes -= block.length;
     this.#requestedBytes -= block.requested;
-    this.#recentUnmaps.add(address);
-    if (this.#recentUnmaps.size > RECENT_UNMAPS) {
-      this.#recentUnmaps.delete(this.#recentUnmaps.values().next().value!);
-    }
+    this.#remember(address);
   }
 }

@@ -1070,7 +1070,13 @@ export class PseudoMalloc implements Allocator {
     // Move: allocate first, so that a failure leaves the old block untouched.
     const moved = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
     const kept = Math.min(this.#minBlockSize << order, size);
-    this.#view(moved, kept).set(arena.bytes.subarray(offset, offset + kept));
+    const target = this.#arenaOf(moved);
+    if (target === arena) {
+      // Within one arena: copyWithin makes no view objects.
+      arena.bytes.copyWithin(moved - arena.base, offset, offset + kept);
+    } else {
+      this.#view(moved, kept).set(arena.bytes.subarray(offset, offset + kept));
+    }
     this.free(address);
     return moved;
   }
