@@ -71,3 +71,19 @@ export type {
   SegregatedSpan,
   SegregatedStats,
 } from "./src/segregated_allocator.ts";
+export {
+  C_ALLOCATOR_DEFINITIONS,
+  CAllocator,
+  cAllocator,
+  LuaAllocator,
+  luaAllocator,
+  ZlibAllocator,
+  zlibAllocator,
+} from "./src/c_allocator.ts";
+export type {
+  CAllocatorCallbacks,
+  CAllocatorFunction,
+  CAllocatorOptions,
+  CAllocatorStats,
+  ZlibAllocatorCallbacks,
+} from "./src/c_allocator.ts";
