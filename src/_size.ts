@@ -47,3 +47,19 @@ export function roundUp(value: number, unit: number): number {
 export function isPowerOfTwo(value: number): boolean {
   return Number.isInteger(value) && value > 0 && 2 ** Math.round(Math.log2(value)) === value;
 }
+
+/**
+ * Checks calloc's arguments and returns `count * size`; a `RangeError` when the product exceeds
+ * `MAX_SIZE` (C's overflow check, with room to spare: both factors are at most 2^47).
+ */
+export function callocSize(count: number, size: number): number {
+  checkSize(count, "allocate");
+  checkSize(size, "allocate");
+  const total = count * size;
+  if (total > MAX_SIZE) {
+    throw new RangeError(
+      `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
+    );
+  }
+  return total;
+}

@@ -73,7 +73,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { checkSize, MAX_SIZE, roundUp } from "./_size.ts";
+import { callocSize, checkSize, MAX_SIZE, roundUp } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** Block alignment and size granule. */
@@ -287,14 +287,7 @@ export class BumpAllocator implements Allocator {
    */
   calloc(count: number, size: number): number {
     if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
-    const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
+    const total = callocSize(count, size);
     const dirty = this.#highWater;
     const address = this.#allocate(total, "allocate");
     const block = address - this.#base;

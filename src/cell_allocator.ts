@@ -64,7 +64,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { checkSize, isPowerOfTwo, MAX_SIZE } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** The default cell: two 16-byte granules, room for a binary-tree node and some. */
@@ -336,14 +336,7 @@ export class CellAllocator implements Allocator {
    */
   calloc(count: number, size: number): number {
     if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
-    const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
+    const total = callocSize(count, size);
     if (total > this.#cellSize) throw this.#tooLarge(`${count} × ${size} bytes`, "allocate");
     const chunk = this.#head === 0 ? undefined : this.#headChunk;
     const address = this.#pop(total);

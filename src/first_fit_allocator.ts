@@ -123,7 +123,7 @@ import {
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
 import { ReleasedRanges } from "./_released.ts";
-import { checkSize, isPowerOfTwo, MAX_SIZE, roundUp } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo, roundUp } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** Bytes per granule: every block is a whole number of granules, every payload 16-byte aligned. */
@@ -361,14 +361,7 @@ export class FirstFitAllocator implements Allocator {
    */
   calloc(count: number, size: number): number {
     if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
-    const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
+    const total = callocSize(count, size);
     const address = this.#allocate(total);
     const chunk = this.#chunkOf(address)!;
     const offset = address - chunk.base;

@@ -46,7 +46,7 @@ import type { Allocator, AllocatorStats } from "./allocator.ts";
 import { HeapClosedError, hex } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { Mappings } from "./_mappings.ts";
-import { checkSize, MAX_SIZE, roundUp } from "./_size.ts";
+import { callocSize, checkSize, roundUp } from "./_size.ts";
 import { pageSize } from "../ffi/libc.ts";
 
 /**
@@ -164,14 +164,7 @@ export class MmapAllocator implements Allocator {
    */
   calloc(count: number, size: number): number {
     if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
-    const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
+    const total = callocSize(count, size);
     return this.malloc(total);
   }
 

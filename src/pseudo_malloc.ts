@@ -44,6 +44,7 @@
  */
 
 import { type ArenaPicture, renderSvg, renderText } from "./_heap_map.ts";
+import { type CAllocator, cAllocator, type CAllocatorOptions } from "./c_allocator.ts";
 import { BuddyAllocator, DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE } from "./buddy.ts";
 import type { Allocator, AllocatorStats } from "./allocator.ts";
 import {
@@ -55,7 +56,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
-import { checkSize, isPowerOfTwo, MAX_SIZE } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo } from "./_size.ts";
 import {
   addressFrom,
   mapMemory,
@@ -334,6 +335,11 @@ export class PseudoMalloc implements Allocator {
       this.#counters.notePeaks(this.#mapped);
       return address;
     }
+    return this.#mallocSlow(size);
+  }
+
+  /** Everything `malloc` does not do inline (to stay small enough for V8 to inline it). */
+  #mallocSlow(size: number): number {
     if (this.#closed) throw new HeapClosedError("malloc");
     checkSize(size, "allocate");
     const address = this.#mallocLarge(size);
@@ -362,24 +368,28 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
+    // The common case inline (see `malloc`): small whole numbers whose product is a small block.
     const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
-    let address: number;
-    if (total >= this.#threshold) {
-      address = this.#mallocLarge(total, true); // a fresh mapping is already zero: no memset
-    } else {
-      address = this.#mallocSmall(total);
+    if (
+      typeof count === "number" && typeof size === "number" && total < this.#threshold &&
+      count >= 0 && size >= 0 && (count | 0) === count && (size | 0) === size && !this.#closed
+    ) {
+      const address = this.#mallocSmall(total);
       const arena = this.#arenaOf(address)!;
       const offset = address - arena.base;
       arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(total)));
+      this.#counters.notePeaks(this.#mapped);
+      return address;
     }
+    return this.#callocSlow(count, size);
+  }
+
+  /** Everything `calloc` does not do inline: checks, errors and large blocks. */
+  #callocSlow(count: number, size: number): number {
+    if (this.#closed) throw new HeapClosedError("calloc");
+    const total = callocSize(count, size);
+    if (total < this.#threshold) return this.calloc(total, 1); // e.g. count above 2^31, size 0
+    const address = this.#mallocLarge(total, true); // a fresh mapping is already zero: no memset
     this.#counters.notePeaks(this.#mapped);
     return address;
   }
@@ -444,31 +454,25 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   free(address: number): void {
-    if (this.#closed) throw new HeapClosedError("free");
-    if (address === 0) return;
-    if (typeof address !== "number") throw notAnAddress(address, "free");
-    const arena = this.#arenaOf(address);
-    if (arena === undefined) {
-      this.#counters.freed(this.#large.unmap(address));
-      this.#syncMapped();
-      return;
+    // The common case, kept small enough for V8 to inline into the caller (an address above 2^31
+    // passed to a call that is not inlined is boxed: a heap allocation per call): a live small
+    // block whose order's cache has room.
+    const arena = typeof address === "number" && !this.#closed ? this.#arenaOf(address) : undefined;
+    if (arena !== undefined) {
+      const offset = address - arena.base;
+      const tag = this.#tagAt(arena, offset);
+      const order = this.#orderOf(tag - 1);
+      const count = this.#cacheCount[order]!;
+      if (tag !== 0 && count < CACHE_DEPTH) {
+        arena.tags[offset >>> this.#minShift] = 0;
+        this.#counters.freed(tag - 1);
+        this.#cache[order * CACHE_DEPTH + count] = address;
+        this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+        this.#cacheCount[order] = count + 1;
+        return;
+      }
     }
-    const offset = address - arena.base;
-    const slot = offset >>> this.#minShift;
-    const tag = this.#tagAt(arena, offset);
-    if (tag === 0) throw this.#smallRejection(arena, offset, "free");
-    arena.tags[slot] = 0;
-    this.#counters.freed(tag - 1);
-    // Park the block in the cache of its order, or give it back to the buddy when that is full.
-    const order = this.#orderOf(tag - 1);
-    const count = this.#cacheCount[order]!;
-    if (count < CACHE_DEPTH) {
-      this.#cache[order * CACHE_DEPTH + count] = address;
-      this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
-      this.#cacheCount[order] = count + 1;
-    } else {
-      arena.buddy.free(offset, arena.base);
-    }
+    this.#freeSlow(address);
   }
 
   /**
@@ -583,6 +587,31 @@ export class PseudoMalloc implements Allocator {
   addressOf(pointer: Deno.PointerValue): number {
     if (this.#closed) throw new HeapClosedError("addressOf");
     return addressFrom(pointer);
+  }
+
+  /**
+   * C function pointers (`malloc`, `free`, `calloc`, `realloc`, `usable_size`) that serve a C
+   * library from this heap. See {@linkcode cAllocator} for the details and the options.
+   *
+   * @param options Error reporting and thread safety; see {@linkcode CAllocatorOptions}.
+   * @returns The callbacks; close them (or use `using`) when the C library is done.
+   *
+   * @example Calling the C malloc through its function pointer
+   * ```ts
+   * import { C_ALLOCATOR_DEFINITIONS, PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * using c = heap.cAllocator();
+   * const malloc = new Deno.UnsafeFnPointer(c.malloc, C_ALLOCATOR_DEFINITIONS.malloc);
+   * const free = new Deno.UnsafeFnPointer(c.free, C_ALLOCATOR_DEFINITIONS.free);
+   * const address = malloc.call(24n);
+   * assert.equal(heap.stats().liveAllocations, 1);
+   * free.call(address);
+   * ```
+   */
+  cAllocator(options?: CAllocatorOptions): CAllocator {
+    return cAllocator(this, options);
   }
 
   /**
@@ -935,11 +964,35 @@ export class PseudoMalloc implements Allocator {
 
   // --- small blocks -----------------------------------------------------------------------------
 
-  /** The arena whose range holds `address`, if any: one division and (usually) no lookup. */
+  /** Everything `free` does not do inline: errors, `free(0)`, large blocks, a full cache. */
+  #freeSlow(address: number): void {
+    if (this.#closed) throw new HeapClosedError("free");
+    if (address === 0) return;
+    if (typeof address !== "number") throw notAnAddress(address, "free");
+    const arena = this.#arenaOf(address);
+    if (arena === undefined) {
+      this.#counters.freed(this.#large.unmap(address));
+      this.#syncMapped();
+      return;
+    }
+    const offset = address - arena.base;
+    const tag = this.#tagAt(arena, offset);
+    if (tag === 0) throw this.#smallRejection(arena, offset, "free");
+    // The cache of this order is full: the block goes back to the buddy, which merges it.
+    arena.tags[offset >>> this.#minShift] = 0;
+    this.#counters.freed(tag - 1);
+    arena.buddy.free(offset, arena.base);
+  }
+
+  /** The arena whose range holds `address`, if any: one multiplication and (usually) no lookup. */
   #arenaOf(address: number): Arena | undefined {
     const key = Math.floor(address * this.#arenaScale);
     const last = this.#lastFound;
-    if (last !== undefined && last.key === key) return last;
+    return last !== undefined && last.key === key ? last : this.#findArena(key);
+  }
+
+  /** The table lookup behind {@linkcode PseudoMalloc.prototype.#arenaOf}, kept out of line. */
+  #findArena(key: number): Arena | undefined {
     const arena = this.#arenaByKey.get(key);
     if (arena !== undefined) this.#lastFound = arena;
     return arena;

@@ -106,7 +106,7 @@ import {
 import { Counters } from "./_counters.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { ReleasedRanges } from "./_released.ts";
-import { checkSize, MAX_SIZE, roundUp } from "./_size.ts";
+import { callocSize, checkSize, roundUp } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /**
@@ -441,14 +441,7 @@ export class SegregatedAllocator implements Allocator {
    */
   calloc(count: number, size: number): number {
     if (this.#closed) throw new HeapClosedError("calloc");
-    checkSize(count, "allocate");
-    checkSize(size, "allocate");
-    const total = count * size;
-    if (total > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot allocate ${count} × ${size} bytes: the product exceeds the largest possible mapping (2^47 bytes)`,
-      );
-    }
+    const total = callocSize(count, size);
     let address: number;
     if (total > LARGEST_SIZE_CLASS) {
       address = this.#mallocLarge(total); // a fresh mapping is already zero
