@@ -290,6 +290,29 @@ export class TypedArrayPeer implements Peer<number, Uint8Array> {
   }
 }
 
+/**
+ * The floor: the least a JavaScript malloc/free pair can do. `malloc` pops an address off a typed-
+ * array stack and `free` pushes it back: no size check, no arena, no statistics, no error. No JS
+ * allocator can beat it, so its ratio to libc bounds what any of them can reach on workload 1.
+ */
+export class FloorPeer implements Peer<number, number> {
+  #stack = new Float64Array(1024);
+  #top = 1024;
+
+  constructor() {
+    // Real-looking addresses: above 2^31, as mmap returns them.
+    for (let i = 0; i < 1024; i++) this.#stack[i] = 0x7f00_0000_0000 + i * 64;
+  }
+
+  malloc(_size: number): number {
+    return this.#stack[--this.#top]!;
+  }
+
+  free(address: number): void {
+    this.#stack[this.#top++] = address;
+  }
+}
+
 /** The PseudoMalloc peer is the heap itself: `new PseudoMalloc()` with default options. */
 export function pseudoMalloc(): PseudoMalloc {
   return new PseudoMalloc();

@@ -28,6 +28,7 @@ import {
   BATCH_SIZE,
   CHURN_LIVE,
   fillLive,
+  FloorPeer,
   FRESH_SIZE,
   generate,
   type LibcSymbols,
@@ -332,6 +333,16 @@ function typedArray(): Entry<number, Uint8Array> {
   };
 }
 
+function floorPeer(): Entry<number, number> {
+  return {
+    id: "floor",
+    name: "JS floor: typed-array pop + push",
+    peer: new FloorPeer(),
+    ...asNumbers,
+    empty: 0,
+  };
+}
+
 function mmapPeer(symbols: LibcSymbols): Entry<bigint, bigint> {
   return {
     id: "mmap",
@@ -360,6 +371,7 @@ pairs(GROUPS.pair, pseudo(), false);
 pairs(GROUPS.pair, libcPeer(), true);
 pairs(GROUPS.pair, memPool(), false);
 pairs(GROUPS.pair, typedArray(), false);
+pairs(GROUPS.pair, floorPeer(), false, "lower bound for any JS allocator");
 
 // --- 2. batches of mixed sizes, shuffled frees -------------------------------------------------
 

@@ -386,7 +386,7 @@ function derivedRatios(list: Measurement[]): Record<string, number | null> {
   const ratios: Record<string, number | null> = {};
   const workloads = [...new Set(list.map((m) => m.workload))];
   for (const workload of workloads) {
-    for (const other of ["libc", "thing", "u8", "mmap"]) {
+    for (const other of ["libc", "thing", "u8", "mmap", "floor"]) {
       if (find(list, workload, other) && find(list, workload, "pseudo")) {
         ratios[`${workload}: PseudoMalloc / ${other}`] = ratioOf(list, workload, "pseudo", other);
       }
@@ -437,6 +437,7 @@ const COLUMNS = [
   { peers: ["thing"], label: "@thi.ng/malloc" },
   { peers: ["u8"], label: "`new Uint8Array(n)`" },
   { peers: ["mmap"], label: "mmap + munmap" },
+  { peers: ["floor"], label: "JS floor" },
 ];
 
 const ROWS = [
@@ -552,6 +553,7 @@ const COLORS: Record<string, string> = {
   thing: "#2c9a48",
   u8: "#8a55c4",
   mmap: "#7a7a7a",
+  floor: "#c9c9c9",
 };
 
 const LEGEND = [
@@ -560,6 +562,7 @@ const LEGEND = [
   { color: COLORS.thing!, label: "@thi.ng/malloc" },
   { color: COLORS.u8!, label: "new Uint8Array(n)" },
   { color: COLORS.mmap!, label: "mmap + munmap" },
+  { color: COLORS.floor!, label: "JS floor (pop + push)" },
   { color: COLORS["pseudo-scaled"]!, label: "PseudoMalloc: malloc (5c) / 256 MiB live (6)" },
   { color: COLORS["libc-malloc"]!, label: "libc: malloc (5c)" },
 ];
