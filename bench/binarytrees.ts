@@ -1023,6 +1023,8 @@ async function main(): Promise<void> {
         "",
         table,
         "",
+        "Chart: `docs/binarytrees.svg` (same run).",
+        "",
         ...notes,
         "",
         access,
