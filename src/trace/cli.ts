@@ -1,0 +1,589 @@
+/**
+ * Malloc trace replay: runs CMU malloc-lab traces (or built-in synthetic ones) through every
+ * allocator of `@pseudo/malloc` and through libc's malloc, checks every block handed out, and
+ * reports memory utilization and throughput.
+ *
+ * As a program:
+ *
+ * ```sh
+ * deno task trace                                   # the built-in traces, every allocator
+ * deno task trace --allocator=pseudo,segregated my.rep other.rep
+ * deno run --allow-ffi --allow-read --allow-write jsr:@pseudo/malloc/trace --json
+ * ```
+ *
+ * As a library: {@linkcode parseTrace}, {@linkcode generateTrace}, {@linkcode replay} (the
+ * checking replay of one trace on one allocator), {@linkcode timeReplay}, and {@linkcode main}.
+ *
+ * ```ts
+ * import { PseudoMalloc } from "@pseudo/malloc";
+ * import { generateTrace, replay } from "@pseudo/malloc/trace";
+ *
+ * const trace = generateTrace("binary-tree", { scale: 0.05 });
+ * using heap = new PseudoMalloc();
+ * const result = replay(trace, heap);
+ * console.log(result.ok, result.utilization);
+ * ```
+ *
+ * Needs `--allow-ffi`; `--allow-read` to read trace files, `--allow-write` for `--svg`.
+ *
+ * @module
+ */
+
+import type { Allocator } from "../allocator.ts";
+import { BUILTIN_TRACES, builtinTraces, DEFAULT_SEED } from "./generate.ts";
+import { LibcAllocator, measureLibcFootprint } from "./libc.ts";
+import { parseTrace, TraceSyntaxError } from "./parse.ts";
+import { replay, type ReplayOptions } from "./replay.ts";
+import {
+  type AllocatorRun,
+  formatNotes,
+  formatRun,
+  formatSummary,
+  formatTableHeader,
+  formatTraceHeader,
+  jsonReplacer,
+  summarize,
+  type TraceRun,
+} from "./report.ts";
+import { ALLOCATOR_NAMES, type AllocatorSetup, configureAllocator } from "./targets.ts";
+import { timeLibcReplay, timeReplay, type Timing, type TimingOptions } from "./timing.ts";
+import type { Trace } from "./trace.ts";
+
+export {
+  formatTrace,
+  OP_ALLOC,
+  OP_FREE,
+  OP_REALLOC,
+  TraceBuilder,
+  TraceSemanticsError,
+} from "./trace.ts";
+export type { Allocator, AllocatorStats } from "../allocator.ts";
+export type { Trace } from "./trace.ts";
+export { parseTrace, TraceSyntaxError } from "./parse.ts";
+export { BUILTIN_TRACES, builtinTraces, DEFAULT_SEED, generateTrace } from "./generate.ts";
+export type { GenerateOptions } from "./generate.ts";
+export { replay } from "./replay.ts";
+export type { ReplayOptions, ReplayResult, ReplayViolation } from "./replay.ts";
+export { timeLibcReplay, timeReplay } from "./timing.ts";
+export type { Timing, TimingOptions } from "./timing.ts";
+export { LibcAllocator, libcSymbols, measureLibcFootprint } from "./libc.ts";
+export type { LibcFootprint, LibcSymbols } from "./libc.ts";
+export { ALLOCATOR_NAMES, configureAllocator } from "./targets.ts";
+export type { AllocatorSetup } from "./targets.ts";
+export { summarize } from "./report.ts";
+export type { AllocatorRun, SummaryRow, TraceRun } from "./report.ts";
+
+const USAGE = `Usage: deno task trace [options] [trace.rep ...]
+
+Replays malloc traces (CMU malloc-lab format; "-" reads standard input) through the allocators of
+@pseudo/malloc and libc malloc, checking every block, and reports utilization and throughput.
+Without files it replays the built-in synthetic traces: ${BUILTIN_TRACES.join(", ")}.
+
+Options:
+  --allocator=LIST  comma-separated: ${ALLOCATOR_NAMES.join(", ")} (default: all);
+                    libc runs too, as the baseline (--allocator=libc: libc alone)
+  --no-libc         do not run libc (no "vs libc" column)
+  --json            machine-readable output on stdout
+  --svg=FILE        write PseudoMalloc's heap map (SVG) at each trace's peak; with several
+                    traces, FILE gets the trace's name before its extension
+  --seed=N          seed of the built-in traces (default ${DEFAULT_SEED})
+  --scale=X         size of the built-in traces (default 1: about 100,000 operations each)
+  --tag=MODE        payload tagging: full (default), ends (first and last 16 bytes), none
+  --time=SECONDS    least time spent timing each allocator on each trace (default 0.2)
+  --no-timing       check and measure utilization only
+  -h, --help        this text
+
+Exit status: 0 when every check passed, 1 when one failed, 2 for bad arguments or trace files.`;
+
+/** Parsed command line. */
+interface Options {
+  files: string[];
+  allocators: string[];
+  libc: boolean;
+  json: boolean;
+  svg: string | undefined;
+  seed: number;
+  scale: number;
+  tag: "full" | "ends" | "none";
+  time: number;
+  timing: boolean;
+}
+
+class UsageError extends Error {}
+
+/** Timed runs per allocator and trace, at least: the fastest of two or more is reported. */
+const MIN_RUNS = 2;
+
+function parseArgs(args: readonly string[], extra: readonly string[]): Options | "help" {
+  const options: Options = {
+    files: [],
+    allocators: [...ALLOCATOR_NAMES, ...extra, "libc"],
+    libc: true,
+    json: false,
+    svg: undefined,
+    seed: DEFAULT_SEED,
+    scale: 1,
+    tag: "full",
+    time: 0.2,
+    timing: true,
+  };
+  const valued = new Set(["--allocator", "--svg", "--seed", "--scale", "--tag", "--time"]);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      options.files.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg === "-h" || arg === "--help") return "help";
+    if (!arg.startsWith("--") || arg === "-") {
+      options.files.push(arg);
+      continue;
+    }
+    const equals = arg.indexOf("=");
+    const flag = equals < 0 ? arg : arg.slice(0, equals);
+    let value: string | undefined = equals < 0 ? undefined : arg.slice(equals + 1);
+    if (valued.has(flag) && value === undefined) {
+      value = args[++i];
+      if (value === undefined) throw new UsageError(`${flag} needs a value`);
+    } else if (!valued.has(flag) && value !== undefined) {
+      throw new UsageError(`${flag} takes no value`);
+    }
+    const number = (what: string): number => {
+      const n = Number(value);
+      if (value === "" || !Number.isFinite(n)) {
+        throw new UsageError(`${flag}: "${value}" is not a ${what}`);
+      }
+      return n;
+    };
+    switch (flag) {
+      case "--allocator": {
+        const names = value!.split(",").map((name) => name.trim()).filter((name) => name !== "");
+        for (const name of names) {
+          if (name !== "libc" && !ALLOCATOR_NAMES.includes(name) && !extra.includes(name)) {
+            throw new UsageError(
+              `unknown allocator "${name}": expected ${
+                [...ALLOCATOR_NAMES, ...extra].join(", ")
+              } or libc`,
+            );
+          }
+        }
+        if (names.length === 0) throw new UsageError("--allocator needs at least one name");
+        options.allocators = names;
+        break;
+      }
+      case "--no-libc":
+        options.libc = false;
+        break;
+      case "--json":
+        options.json = true;
+        break;
+      case "--svg":
+        options.svg = value!;
+        break;
+      case "--seed":
+        options.seed = number("number");
+        if (!Number.isInteger(options.seed)) throw new UsageError("--seed must be an integer");
+        break;
+      case "--scale":
+        options.scale = number("number");
+        if (!(options.scale > 0)) throw new UsageError("--scale must be positive");
+        break;
+      case "--tag":
+        if (value !== "full" && value !== "ends" && value !== "none") {
+          throw new UsageError(`--tag must be full, ends or none, not "${value}"`);
+        }
+        options.tag = value;
+        break;
+      case "--time":
+        options.time = number("number of seconds");
+        if (!(options.time >= 0)) throw new UsageError("--time must not be negative");
+        break;
+      case "--no-timing":
+        options.timing = false;
+        break;
+      default:
+        throw new UsageError(`unknown option ${flag}`);
+    }
+  }
+  // libc is the baseline: it runs unless --no-libc, whatever --allocator lists.
+  options.allocators = options.allocators.filter((name) => name !== "libc");
+  if (options.libc) options.allocators.push("libc");
+  if (options.allocators.length === 0) throw new UsageError("no allocator left to run");
+  return options;
+}
+
+/** A progress bar on a terminal, shown only for stages that take more than a moment. */
+class Progress {
+  #enabled: boolean;
+  #label = "";
+  #started = 0;
+  #drawn = 0;
+  #visible = false;
+  #encoder = new TextEncoder();
+
+  constructor(enabled: boolean) {
+    this.#enabled = enabled;
+  }
+
+  begin(label: string): void {
+    this.#label = label;
+    this.#started = performance.now();
+  }
+
+  update(fraction: number): void {
+    if (!this.#enabled) return;
+    const now = performance.now();
+    if (now - this.#started < 300 || now - this.#drawn < 100) return;
+    this.#drawn = now;
+    const width = 30;
+    const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+    const bar = "█".repeat(filled) + "░".repeat(width - filled);
+    this.#write(`\r\x1b[2K  ${this.#label} ${bar} ${Math.floor(fraction * 100)}%`);
+    this.#visible = true;
+  }
+
+  clear(): void {
+    if (this.#visible) this.#write("\r\x1b[2K");
+    this.#visible = false;
+  }
+
+  #write(text: string): void {
+    Deno.stderr.writeSync(this.#encoder.encode(text));
+  }
+}
+
+/** The SVG path for one trace: `FILE` alone, or with the trace's name before the extension. */
+function svgPath(base: string, trace: string, several: boolean): string {
+  if (!several) return base;
+  const safe = trace.replace(/^.*[\\/]/, "").replace(/[^A-Za-z0-9._-]+/g, "_");
+  const dot = base.lastIndexOf(".");
+  const slash = Math.max(base.lastIndexOf("/"), base.lastIndexOf("\\"));
+  return dot > slash ? `${base.slice(0, dot)}-${safe}${base.slice(dot)}` : `${base}-${safe}`;
+}
+
+/** The heap map of an allocator that can draw one (duck-typed: `heapMap({ format: "svg" })`). */
+function svgOf(allocator: Allocator): string | undefined {
+  const heapMap = (allocator as { heapMap?: unknown }).heapMap;
+  if (typeof heapMap !== "function") return undefined;
+  const svg: unknown = heapMap.call(allocator, { format: "svg" });
+  return typeof svg === "string" ? svg : undefined;
+}
+
+async function loadTraces(
+  options: Options,
+): Promise<{ trace: Trace; source: TraceRun["source"] }[]> {
+  if (options.files.length === 0) {
+    return builtinTraces({ seed: options.seed, scale: options.scale }).map((trace) => ({
+      trace,
+      source: "built-in" as const,
+    }));
+  }
+  const traces = [];
+  for (const file of options.files) {
+    let text: string;
+    try {
+      text = file === "-"
+        ? await new Response(Deno.stdin.readable).text()
+        : await Deno.readTextFile(file);
+    } catch (error) {
+      throw new UsageError(
+        `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    traces.push({
+      trace: parseTrace(text, file === "-" ? "stdin" : file),
+      source: "file" as const,
+    });
+  }
+  return traces;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+function closeQuietly(allocator: Allocator): void {
+  try {
+    allocator.close();
+  } catch {
+    // A broken allocator may not close cleanly; its failure is already reported.
+  }
+}
+
+/**
+ * Options of {@linkcode main} for programs that embed the replayer.
+ *
+ * @example Comparing an allocator of your own with the family
+ * ```ts
+ * import { PseudoMalloc } from "@pseudo/malloc";
+ * import { main, type MainOptions } from "@pseudo/malloc/trace";
+ *
+ * const options: MainOptions = {
+ *   allocators: {
+ *     tuned: () => ({ name: "tuned", className: "PseudoMalloc", create: () => new PseudoMalloc() }),
+ *   },
+ * };
+ * await main(["--allocator=tuned,pseudo", "--scale=0.01", "--no-timing"], options);
+ * ```
+ */
+export interface MainOptions {
+  /**
+   * More allocators, by name: each makes the setup of a fresh allocator for a trace. They run
+   * after the family's (selected by `--allocator` like the others) and are checked the same way.
+   */
+  allocators?: Record<string, (trace: Trace) => AllocatorSetup>;
+}
+
+/**
+ * Runs the trace replayer with command-line arguments, printing to stdout (and a progress bar and
+ * errors to stderr), and returns the exit status: 0 when every check passed, 1 when one failed, 2
+ * for bad arguments or unreadable trace files. See the module documentation for the options, or
+ * run it with `--help`.
+ *
+ * @param args The arguments, e.g. `Deno.args`.
+ * @param extra More allocators to offer.
+ * @returns The exit status.
+ *
+ * @example A quick check of two allocators on small built-in traces
+ * ```ts
+ * import { main } from "@pseudo/malloc/trace";
+ *
+ * const status = await main(["--allocator=pseudo,segregated", "--scale=0.01", "--no-timing"]);
+ * console.log(status); // 0
+ * ```
+ */
+export async function main(
+  args: readonly string[],
+  extra: MainOptions = {},
+): Promise<number> {
+  const custom = extra.allocators ?? {};
+  let options: Options;
+  let traces: { trace: Trace; source: TraceRun["source"] }[];
+  try {
+    const parsed = parseArgs(args, Object.keys(custom));
+    if (parsed === "help") {
+      console.log(USAGE);
+      return 0;
+    }
+    options = parsed;
+    traces = await loadTraces(options);
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof TraceSyntaxError) {
+      console.error(`error: ${error.message}`);
+      if (error instanceof UsageError) console.error("Run with --help for the options.");
+      return 2;
+    }
+    throw error;
+  }
+
+  const progress = new Progress(Deno.stderr.isTerminal());
+  const out = (line: string) => {
+    if (options.json) return;
+    progress.clear();
+    console.log(line);
+  };
+  const timing: TimingOptions = { minTime: options.time, minRuns: MIN_RUNS };
+  const svgTarget = options.svg === undefined
+    ? undefined
+    : options.allocators.includes("pseudo")
+    ? "pseudo"
+    : undefined;
+  if (options.svg !== undefined && svgTarget === undefined) {
+    console.error("warning: --svg draws PseudoMalloc's heap: add pseudo to --allocator");
+  }
+  const report: TraceRun[] = [];
+  let svgWritten = false;
+  let svgMissing = false;
+
+  for (const { trace, source } of traces) {
+    const traceRun: TraceRun = {
+      name: trace.name,
+      source,
+      operations: trace.length,
+      ids: trace.idLimit,
+      peakLiveBytes: trace.peakLiveBytes,
+      maxRequest: trace.maxRequest,
+      runs: [],
+    };
+    report.push(traceRun);
+    if (report.length > 1) out("");
+    out(formatTraceHeader(traceRun));
+    out(formatTableHeader());
+
+    const checked = (label: string): ReplayOptions => ({
+      tag: options.tag,
+      onProgress: (done, total) => progress.update(done / total),
+      progressEvery: 4096,
+      ...(label === svgTarget && options.svg !== undefined
+        ? {
+          atPeak: (allocator: Allocator) => {
+            // A picture that cannot be drawn or written is a warning, not the allocator's fault.
+            const path = svgPath(options.svg!, trace.name, traces.length > 1);
+            progress.clear();
+            try {
+              const svg = svgOf(allocator);
+              if (svg === undefined) {
+                svgMissing = true;
+                return;
+              }
+              Deno.writeTextFileSync(path, svg);
+              svgWritten = true;
+              console.error(`wrote ${path}: the heap of ${trace.name} at its peak`);
+            } catch (error) {
+              svgWritten = true; // warned here
+              console.error(`warning: cannot write ${path}: ${describe(error)}`);
+            }
+          },
+        }
+        : {}),
+    });
+    let timingFailure: string | undefined;
+    const timed = (time: () => Timing): Timing | undefined => {
+      if (!options.timing) return undefined;
+      try {
+        return time();
+      } catch (error) {
+        // The checking replay passed, yet an unchecked run threw: report it as a failure.
+        timingFailure = `${trace.name}: a timed run threw ${describe(error)}`;
+        return undefined;
+      }
+    };
+    const failTiming = (run: AllocatorRun): void => {
+      if (timingFailure === undefined) return;
+      run.ok = false;
+      run.violation = { kind: "throw", message: timingFailure, op: -1, line: 0 };
+    };
+    const timingWithProgress: TimingOptions = {
+      ...timing,
+      // Timing ends once both the least time and the least number of runs are reached.
+      onRun: (runs, seconds) =>
+        progress.update(Math.min(runs / MIN_RUNS, options.time > 0 ? seconds / options.time : 1)),
+    };
+
+    // libc first, so that every row can show its ratio as it is printed.
+    const order = options.allocators.includes("libc")
+      ? ["libc", ...options.allocators.filter((name) => name !== "libc")]
+      : options.allocators;
+    let libcSeconds = NaN;
+    for (const name of order) {
+      let run: AllocatorRun;
+      timingFailure = undefined;
+      if (name === "libc") {
+        progress.begin(`${trace.name} · libc · checking`);
+        // The footprint first: the checking replay leaves garbage (views) in the process heap.
+        const footprint = measureLibcFootprint(trace);
+        const libc = new LibcAllocator();
+        const result = replay(trace, libc, checked(name));
+        closeQuietly(libc);
+        progress.begin(`${trace.name} · libc · timing`);
+        const time = result.ok ? timed(() => timeLibcReplay(trace, timingWithProgress)) : undefined;
+        libcSeconds = time?.bestSeconds ?? NaN;
+        const peak = footprint?.peakBytes ?? NaN;
+        run = {
+          allocator: "libc",
+          className: "libc malloc (FFI)",
+          ok: result.ok,
+          utilization: peak > 0 && trace.peakLiveBytes > 0 ? trace.peakLiveBytes / peak : NaN,
+          approximate: footprint !== undefined,
+          peakMappedBytes: peak,
+          opsPerSecond: time?.opsPerSecond ?? NaN,
+          seconds: time?.bestSeconds ?? NaN,
+          vsLibc: time ? 1 : NaN,
+        };
+        if (result.violation) run.violation = result.violation;
+        failTiming(run);
+        if (footprint) {
+          run.note = `libc: peak memory estimated from ${footprint.samples} mallinfo2 samples of ` +
+            `the process heap's growth (${
+              footprint.sampledBytes >= footprint.chunkBytes ? "above" : "below, so raised to"
+            } the ${footprint.chunkBytes} bytes of chunks live at the peak)`;
+        } else if (result.ok) {
+          run.note = "libc: no mallinfo2 on this system: peak memory unknown";
+        }
+      } else {
+        let setup;
+        try {
+          const own = Object.hasOwn(custom, name) ? custom[name] : undefined;
+          setup = own ? own(trace) : configureAllocator(name, trace);
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          run = {
+            allocator: name,
+            className: name,
+            ok: false,
+            skipped: error.message,
+            utilization: NaN,
+            approximate: false,
+            peakMappedBytes: NaN,
+            opsPerSecond: NaN,
+            seconds: NaN,
+            vsLibc: NaN,
+          };
+          traceRun.runs.push(run);
+          out(formatRun(run));
+          continue;
+        }
+        progress.begin(`${trace.name} · ${name} · checking`);
+        const allocator = setup.create();
+        const result = replay(trace, allocator, checked(name));
+        closeQuietly(allocator);
+        progress.begin(`${trace.name} · ${name} · timing`);
+        const time = result.ok
+          ? timed(() => timeReplay(trace, setup.create, timingWithProgress))
+          : undefined;
+        run = {
+          allocator: name,
+          className: setup.className,
+          ok: result.ok,
+          // A replay stopped by a violation measured only part of the trace.
+          utilization: result.ok ? result.utilization : NaN,
+          approximate: false,
+          peakMappedBytes: result.ok ? result.peakMappedBytes : NaN,
+          opsPerSecond: time?.opsPerSecond ?? NaN,
+          seconds: time?.bestSeconds ?? NaN,
+          vsLibc: time ? libcSeconds / time.bestSeconds : NaN,
+        };
+        if (result.violation) run.violation = result.violation;
+        failTiming(run);
+        if (setup.note) run.note = setup.note;
+      }
+      traceRun.runs.push(run);
+      out(formatRun(run));
+    }
+    for (const line of formatNotes(traceRun)) out(line);
+  }
+
+  const summary = summarize(report);
+  if (traces.length > 1) {
+    out("");
+    for (const line of formatSummary(summary, traces.length)) out(line);
+  }
+  progress.clear();
+  const ok = report.every((trace) =>
+    trace.runs.every((run) => run.ok || run.skipped !== undefined)
+  );
+  if (options.json) {
+    const json = {
+      ok,
+      settings: {
+        tag: options.tag,
+        timing: options.timing,
+        minTimeSeconds: options.time,
+        ...(options.files.length === 0 ? { seed: options.seed, scale: options.scale } : {}),
+      },
+      traces: report,
+      summary,
+    };
+    console.log(JSON.stringify(json, jsonReplacer, 2));
+  }
+  if (options.svg !== undefined && svgTarget !== undefined && !svgWritten) {
+    console.error(
+      svgMissing
+        ? 'warning: no SVG written: this PseudoMalloc has no heapMap({ format: "svg" })'
+        : "warning: no SVG written: no replay on PseudoMalloc reached its trace's peak",
+    );
+  }
+  return ok ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
