@@ -313,6 +313,63 @@ export class FloorPeer implements Peer<number, number> {
   }
 }
 
+/**
+ * The floor with the contract: `FloorPeer` plus the per-call work any allocator with
+ * PseudoMalloc's guarantees does: check the size (a number, a non-negative integer), pick the size
+ * class, record the block as live (so that a double or invalid free is caught in O(1)), check that
+ * on `free`, and keep the statistics (live count and bytes, totals). No arenas, no splitting, no
+ * slow paths: a lower bound for a *safe* JS allocator.
+ */
+export class CheckedFloorPeer implements Peer<number, number> {
+  #stacks = new Float64Array(8 * 64);
+  #tops = new Int32Array(8);
+  #live = new Uint16Array(65536); // requested size + 1 per 16-byte slot, 0 = not live
+  #base = 0x7f00_0000_0000;
+  #closed = false;
+  liveAllocations = 0;
+  liveBytes = 0;
+  totalAllocations = 0;
+  totalFrees = 0;
+
+  constructor() {
+    for (let order = 0; order < 8; order++) {
+      for (let i = 0; i < 64; i++) {
+        this.#stacks[order * 64 + i] = this.#base + order * 65536 + i * 1024;
+      }
+      this.#tops[order] = 64;
+    }
+  }
+
+  malloc(size: number): number {
+    if (typeof size !== "number" || !(size >= 0 && size < 1024) || (size | 0) !== size) {
+      throw new RangeError(`bad size ${size}`);
+    }
+    if (this.#closed) throw new Error("closed");
+    const order = size <= 16 ? 0 : 28 - Math.clz32(size - 1);
+    const top = --this.#tops[order]!;
+    if (top < 0) throw new Error("empty");
+    const address = this.#stacks[order * 64 + top]!;
+    this.#live[(address - this.#base) / 16] = size + 1;
+    this.liveAllocations++;
+    this.totalAllocations++;
+    this.liveBytes += size;
+    return address;
+  }
+
+  free(address: number): void {
+    if (typeof address !== "number" || this.#closed) throw new TypeError("bad address");
+    const offset = address - this.#base;
+    const tag = (offset | 0) === offset && (offset & 15) === 0 ? this.#live[offset >>> 4]! : 0;
+    if (tag === 0) throw new Error("invalid or double free");
+    this.#live[offset >>> 4] = 0;
+    const order = tag - 1 <= 16 ? 0 : 28 - Math.clz32(tag - 2);
+    this.#stacks[order * 64 + this.#tops[order]!++] = address;
+    this.liveAllocations--;
+    this.totalFrees++;
+    this.liveBytes -= tag - 1;
+  }
+}
+
 /** The PseudoMalloc peer is the heap itself: `new PseudoMalloc()` with default options. */
 export function pseudoMalloc(): PseudoMalloc {
   return new PseudoMalloc();

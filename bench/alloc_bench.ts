@@ -26,6 +26,7 @@ import { BENCH_SAMPLES_TAG } from "./report.ts";
 import {
   BATCH_COUNT,
   BATCH_SIZE,
+  CheckedFloorPeer,
   CHURN_LIVE,
   fillLive,
   FloorPeer,
@@ -343,6 +344,16 @@ function floorPeer(): Entry<number, number> {
   };
 }
 
+function checkedFloorPeer(): Entry<number, number> {
+  return {
+    id: "floor-checked",
+    name: "JS floor with the contract's checks and stats",
+    peer: new CheckedFloorPeer(),
+    ...asNumbers,
+    empty: 0,
+  };
+}
+
 function mmapPeer(symbols: LibcSymbols): Entry<bigint, bigint> {
   return {
     id: "mmap",
@@ -372,6 +383,7 @@ pairs(GROUPS.pair, libcPeer(), true);
 pairs(GROUPS.pair, memPool(), false);
 pairs(GROUPS.pair, typedArray(), false);
 pairs(GROUPS.pair, floorPeer(), false, "lower bound for any JS allocator");
+pairs(GROUPS.pair, checkedFloorPeer(), false, "lower bound for a JS allocator with these checks");
 
 // --- 2. batches of mixed sizes, shuffled frees -------------------------------------------------
 

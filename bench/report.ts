@@ -386,7 +386,7 @@ function derivedRatios(list: Measurement[]): Record<string, number | null> {
   const ratios: Record<string, number | null> = {};
   const workloads = [...new Set(list.map((m) => m.workload))];
   for (const workload of workloads) {
-    for (const other of ["libc", "thing", "u8", "mmap", "floor"]) {
+    for (const other of ["libc", "thing", "u8", "mmap", "floor", "floor-checked"]) {
       if (find(list, workload, other) && find(list, workload, "pseudo")) {
         ratios[`${workload}: PseudoMalloc / ${other}`] = ratioOf(list, workload, "pseudo", other);
       }
@@ -438,6 +438,7 @@ const COLUMNS = [
   { peers: ["u8"], label: "`new Uint8Array(n)`" },
   { peers: ["mmap"], label: "mmap + munmap" },
   { peers: ["floor"], label: "JS floor" },
+  { peers: ["floor-checked"], label: "JS floor + checks" },
 ];
 
 const ROWS = [
@@ -554,6 +555,7 @@ const COLORS: Record<string, string> = {
   u8: "#8a55c4",
   mmap: "#7a7a7a",
   floor: "#c9c9c9",
+  "floor-checked": "#a0a0a0",
 };
 
 const LEGEND = [
@@ -563,6 +565,7 @@ const LEGEND = [
   { color: COLORS.u8!, label: "new Uint8Array(n)" },
   { color: COLORS.mmap!, label: "mmap + munmap" },
   { color: COLORS.floor!, label: "JS floor (pop + push)" },
+  { color: COLORS["floor-checked"]!, label: "JS floor + checks" },
   { color: COLORS["pseudo-scaled"]!, label: "PseudoMalloc: malloc (5c) / 256 MiB live (6)" },
   { color: COLORS["libc-malloc"]!, label: "libc: malloc (5c)" },
 ];
