@@ -27,6 +27,8 @@ export interface MappingPicture {
 }
 
 const SHADES = ["·", "░", "▒", "▓", "█"];
+/** Large mappings drawn one by one in an SVG; the others are summed up in one line. */
+const MAPPINGS_DRAWN = 24;
 const CELLS = 1024;
 const ROW = 64;
 
@@ -35,9 +37,14 @@ function hex(value: number): string {
 }
 
 function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)} MiB`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  const format = (value: number) => Number.isInteger(value) ? String(value) : value.toFixed(1);
+  if (bytes >= 1 << 20) return `${format(bytes / (1 << 20))} MiB`;
+  if (bytes >= 1024) return `${format(bytes / 1024)} KiB`;
   return `${bytes} B`;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /**
@@ -87,7 +94,8 @@ function liveColour(order: number): string {
 /**
  * SVG: one strip per arena, every block a `<rect class="block live|cached|free">` whose x and width
  * are its offset and size (a block's edges show how the arena was split), coloured by order when
- * live; then one bar per large mapping, its requested part filled. A legend names the colours.
+ * live; then one bar per large mapping (the first 24; a line sums up the rest), its requested part
+ * filled. A legend names the colours.
  */
 export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): string {
   const width = 1024;
@@ -97,12 +105,15 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
   const parts: string[] = [];
   let y = 40;
   parts.push(
-    `<text x="10" y="24" class="title">Heap map: ${arenas.length} arenas, ${mappings.length} large mappings</text>`,
+    `<text x="10" y="24" class="title">Heap map: ${plural(arenas.length, "arena")}, ${
+      plural(mappings.length, "large mapping")
+    }</text>`,
   );
   arenas.forEach((arena, index) => {
     const scale = width / arena.size;
     parts.push(`<g class="arena" data-base="${hex(arena.base)}">`);
-    parts.push(`<text x="10" y="${y + 18}">arena ${index} ${hex(arena.base)}</text>`);
+    parts.push(`<text x="10" y="${y + 12}">arena ${index}</text>`);
+    parts.push(`<text x="10" y="${y + 25}" class="small">${hex(arena.base)}</text>`);
     for (const block of arena.blocks) {
       const x = left + block.offset * scale;
       const w = Math.max(block.size * scale, 0.05);
@@ -126,7 +137,7 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
     y += strip + gap;
   });
   const longest = Math.max(1, ...mappings.map((mapping) => mapping.length));
-  for (const mapping of mappings) {
+  for (const mapping of mappings.slice(0, MAPPINGS_DRAWN)) {
     const w = (mapping.length / longest) * width;
     const used = (mapping.requested / longest) * width;
     parts.push(`<g class="mapping">`);
@@ -143,6 +154,16 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
     );
     parts.push(`</g>`);
     y += 18 + 6;
+  }
+  if (mappings.length > MAPPINGS_DRAWN) {
+    const rest = mappings.slice(MAPPINGS_DRAWN);
+    const bytes = rest.reduce((sum, mapping) => sum + mapping.length, 0);
+    parts.push(
+      `<text x="${left}" y="${y + 14}">… and ${plural(rest.length, "more large mapping")}, ${
+        formatBytes(bytes)
+      } in all</text>`,
+    );
+    y += 24;
   }
   y += 10;
   const legend: [string, string][] = [
@@ -163,7 +184,7 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
     }" height="${y}" viewBox="0 0 ${
       left + width + 20
     } ${y}" font-family="sans-serif" font-size="12">`,
-    `<style>.title { font-size: 15px; font-weight: bold; } .block { stroke: #333; stroke-width: 0.2; }</style>`,
+    `<style>.title { font-size: 15px; font-weight: bold; } .block { stroke: #333; stroke-width: 0.2; } .small { font-size: 10px; }</style>`,
     `<rect width="100%" height="100%" fill="white"/>`,
     ...parts,
     `</svg>`,
