@@ -13,6 +13,8 @@ import { roundUp } from "./_size.ts";
 import { mapMemory, memoryView, remapMemory, unmapMemory } from "../ffi/libc.ts";
 
 interface Mapping {
+  /** Where it is mapped. */
+  address: number;
   /** Bytes mapped: the request rounded up to whole pages. */
   length: number;
   /** Bytes requested. */
@@ -56,7 +58,7 @@ export class Mappings {
   #requestedBytes = 0;
   #caching: boolean;
   #cacheFloor: number;
-  #cached = new Map<number, number[]>(); // page-rounded length -> released addresses (a stack)
+  #cached = new Map<number, Mapping[]>(); // page-rounded length -> released mappings (a stack)
   #cachedRecords = new Map<number, Mapping>(); // address -> its record, oldest first
   #cachedBytes = 0;
 
@@ -102,10 +104,10 @@ export class Mappings {
    */
   map(size: number): number {
     const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const address = this.#cached.get(length)?.pop();
-    if (address === undefined) return this.mapZeroed(size);
+    const block = this.#cached.get(length)?.pop();
+    if (block === undefined) return this.mapZeroed(size);
     // A cached mapping: its record (and its view) serve again.
-    const block = this.#cachedRecords.get(address)!;
+    const address = block.address;
     this.#cachedRecords.delete(address);
     this.#cachedBytes -= length;
     block.requested = size;
@@ -126,7 +128,7 @@ export class Mappings {
   /** Records a live block at a fresh (or moved) mapping. */
   #track(address: number, length: number, size: number): void {
     this.#recentUnmaps.delete(address);
-    this.#blocks.set(address, { length, requested: size, bytes: undefined });
+    this.#blocks.set(address, { address, length, requested: size, bytes: undefined });
     this.#mappedBytes += length;
     this.#requestedBytes += size;
   }
@@ -234,8 +236,8 @@ export class Mappings {
   /** Keeps a released mapping for reuse, then unmaps the oldest ones while over the cap. */
   #cache(address: number, block: Mapping): void {
     const list = this.#cached.get(block.length);
-    if (list === undefined) this.#cached.set(block.length, [address]);
-    else list.push(address);
+    if (list === undefined) this.#cached.set(block.length, [block]);
+    else list.push(block);
     this.#cachedRecords.set(address, block);
     this.#cachedBytes += block.length;
     const cap = Math.max(this.#cacheFloor, this.#mappedBytes / 8);
@@ -243,7 +245,7 @@ export class Mappings {
       const [oldest, record] = this.#cachedRecords.entries().next().value!;
       this.#cachedRecords.delete(oldest);
       const same = this.#cached.get(record.length)!;
-      same.splice(same.indexOf(oldest), 1);
+      same.splice(same.indexOf(record), 1);
       this.#cachedBytes -= record.length;
       this.#unmapAndRemember(oldest, record.length);
     }

@@ -472,7 +472,7 @@ export class PseudoMalloc implements Allocator {
         return;
       }
     }
-    this.#freeSlow(address);
+    this.#freeSlow(address, arena);
   }
 
   /**
@@ -964,12 +964,14 @@ export class PseudoMalloc implements Allocator {
 
   // --- small blocks -----------------------------------------------------------------------------
 
-  /** Everything `free` does not do inline: errors, `free(0)`, large blocks, a full cache. */
-  #freeSlow(address: number): void {
+  /**
+   * Everything `free` does not do inline: errors, `free(0)`, large blocks, a full cache. `arena` is
+   * what `free` already looked up for a number on an open heap (undefined: no arena holds it).
+   */
+  #freeSlow(address: number, arena: Arena | undefined): void {
     if (this.#closed) throw new HeapClosedError("free");
     if (address === 0) return;
     if (typeof address !== "number") throw notAnAddress(address, "free");
-    const arena = this.#arenaOf(address);
     if (arena === undefined) {
       this.#counters.freed(this.#large.unmap(address));
       this.#syncMapped();
@@ -1215,5 +1217,6 @@ function reportLeaks(leaks: LiveAllocation[]): void {
   const lines = leaks.map((leak) =>
     `  ${hex(leak.address)}: ${leak.size} bytes, allocated ${leak.site ?? "(site unknown)"}`
   );
-  console.warn(`PseudoMalloc: ${leaks.length} blocks (${bytes} bytes) leaked\n${lines.join("\n")}`);
+  const blocks = `${leaks.length} block${leaks.length === 1 ? "" : "s"}`;
+  console.warn(`PseudoMalloc: ${blocks} (${bytes} bytes) leaked\n${lines.join("\n")}`);
 }
