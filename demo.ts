@@ -112,10 +112,21 @@ libc.close();
 heap.validate();
 console.log("3. heap.validate() passed: buddy trees, free lists and counters all agree");
 console.log("   heap.stats(): what is mapped, what is live, and the totals so far");
-const stats = heap.stats();
-for (const [name, value] of Object.entries(stats)) {
+const { arenaDetails, internalFragmentation, ...counters } = heap.stats();
+for (const [name, value] of Object.entries(counters)) {
   const human = /Bytes$/.test(name) ? `  (${formatBytes(value)})` : "";
   console.log(`     ${name.padEnd(18)}${value.toLocaleString("en-US").padStart(12)}${human}`);
+}
+const percent = (fraction: number) => `${(fraction * 100).toFixed(1)} %`;
+console.log(
+  `     ${"internalFragmentation".padEnd(22)}${percent(internalFragmentation).padStart(8)}`,
+);
+for (const [index, arena] of arenaDetails.entries()) {
+  console.log(
+    `     arena ${index}: largest free block ${formatBytes(arena.largestFreeBlock)} of ` +
+      `${formatBytes(arena.freeBytes)} free: external fragmentation ` +
+      percent(arena.externalFragmentation),
+  );
 }
 console.log("   heap.heapMap(): arena occupancy, one cell per 1 KiB, from · (free) to █ (full)");
 console.log(heap.heapMap());

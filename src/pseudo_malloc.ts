@@ -374,10 +374,7 @@ export class PseudoMalloc implements Allocator {
       typeof count === "number" && typeof size === "number" && total < this.#threshold &&
       count >= 0 && size >= 0 && (count | 0) === count && (size | 0) === size && !this.#closed
     ) {
-      const address = this.#mallocSmall(total);
-      const arena = this.#arenaOf(address)!;
-      const offset = address - arena.base;
-      arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(total)));
+      const address = this.#mallocSmall(total, true);
       this.#counters.notePeaks(this.#mapped);
       return address;
     }
@@ -1018,20 +1015,22 @@ export class PseudoMalloc implements Allocator {
   }
 
   /** Allocates a small block: from the cache when it has one of the order, else from a buddy. */
-  #mallocSmall(size: number): number {
+  #mallocSmall(size: number, zero = false): number {
     const order = this.#orderOf(size);
     const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
-    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size);
+    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, zero);
     const address = this.#cache[top]!;
     const arena = this.#arenas[this.#cacheArena[top]!]!;
+    const offset = address - arena.base;
     this.#cacheCount[order]!--;
-    arena.tags[(address - arena.base) >>> this.#minShift] = size + 1;
+    arena.tags[offset >>> this.#minShift] = size + 1;
+    if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << order));
     this.#counters.allocated(size);
     return address;
   }
 
   /** Splits a block off the current arena, or off another arena with room (maybe a new one). */
-  #mallocFresh(size: number): number {
+  #mallocFresh(size: number, zero: boolean): number {
     let arena = this.#current ?? this.#arenaWithRoom(size);
     let offset = arena.buddy.alloc(size);
     if (offset < 0) {
@@ -1039,6 +1038,7 @@ export class PseudoMalloc implements Allocator {
       offset = arena.buddy.alloc(size);
     }
     arena.tags[offset >>> this.#minShift] = size + 1;
+    if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(size)));
     this.#counters.allocated(size);
     return arena.base + offset;
   }
