@@ -1,5 +1,7 @@
 // Size checks shared by every allocator. Kept tiny so V8 inlines them into the hot paths.
 
+import { hex } from "./errors.ts";
+
 /**
  * The largest request any allocator accepts: 2^47 bytes (128 TiB), the user address space of
  * x86_64 and arm64 with 4-level page tables. Larger sizes can never be mapped, so they are a
@@ -62,4 +64,18 @@ export function callocSize(count: number, size: number): number {
     );
   }
   return total;
+}
+
+/**
+ * The length `bytes(address, length?)` covers: `length`, or the whole `usable` size when omitted;
+ * a `RangeError` naming the block when it is not a whole number from 0 to `usable`.
+ */
+export function viewLength(address: number, length: number | undefined, usable: number): number {
+  const wanted = length ?? usable;
+  if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
+    throw new RangeError(
+      `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
+    );
+  }
+  return wanted;
 }

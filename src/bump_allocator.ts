@@ -73,7 +73,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, MAX_SIZE, roundUp } from "./_size.ts";
+import { callocSize, checkSize, MAX_SIZE, roundUp, viewLength } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** Block alignment and size granule. */
@@ -465,12 +465,7 @@ export class BumpAllocator implements Allocator {
     if (this.#closed) throw new HeapClosedError("bytes");
     const block = this.#live(address, "view");
     const usable = roundUp(this.#sizeAt(block), ALIGN);
-    const wanted = length ?? usable;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, usable);
     return this.#u8.subarray(block, block + wanted);
   }
 

@@ -64,7 +64,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, isPowerOfTwo } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** The default cell: two 16-byte granules, room for a binary-tree node and some. */
@@ -470,12 +470,7 @@ export class CellAllocator implements Allocator {
   bytes(address: number, length?: number): Uint8Array {
     if (this.#closed) throw new HeapClosedError("bytes");
     const chunk = this.#live(address, "view");
-    const wanted = length ?? this.#cellSize;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > this.#cellSize) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${this.#cellSize} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, this.#cellSize);
     const offset = address - chunk.base;
     return chunk.bytes.subarray(offset, offset + wanted);
   }

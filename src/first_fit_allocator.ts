@@ -123,7 +123,7 @@ import {
 import { Counters } from "./_counters.ts";
 import { isFreeing, notAnAddress } from "./_mappings.ts";
 import { ReleasedRanges } from "./_released.ts";
-import { callocSize, checkSize, isPowerOfTwo, roundUp } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo, roundUp, viewLength } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /** Bytes per granule: every block is a whole number of granules, every payload 16-byte aligned. */
@@ -548,12 +548,7 @@ export class FirstFitAllocator implements Allocator {
     const g = this.#block(address, "view");
     const chunk = this.#hit!;
     const usable = this.#usable(chunk, g);
-    const wanted = length ?? usable;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, usable);
     const offset = address - chunk.base;
     return chunk.bytes.subarray(offset, offset + wanted);
   }

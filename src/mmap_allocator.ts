@@ -46,7 +46,7 @@ import type { Allocator, AllocatorStats } from "./allocator.ts";
 import { HeapClosedError, hex } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { Mappings } from "./_mappings.ts";
-import { callocSize, checkSize, roundUp } from "./_size.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "./_size.ts";
 import { pageSize } from "../ffi/libc.ts";
 
 /**
@@ -284,12 +284,7 @@ export class MmapAllocator implements Allocator {
   bytes(address: number, length?: number): Uint8Array {
     if (this.#closed) throw new HeapClosedError("bytes");
     const usable = this.usableSize(address);
-    const wanted = length ?? usable;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, usable);
     return this.#blocks.view(address, wanted);
   }
 

@@ -56,7 +56,7 @@ import {
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, isPowerOfTwo } from "./_size.ts";
+import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
 import {
   addressFrom,
   mapMemory,
@@ -529,12 +529,7 @@ export class PseudoMalloc implements Allocator {
   bytes(address: number, length?: number): Uint8Array {
     if (this.#closed) throw new HeapClosedError("bytes");
     const usable = this.usableSize(address);
-    const wanted = length ?? usable;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, usable);
     return this.#view(address, wanted);
   }
 

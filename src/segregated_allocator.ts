@@ -106,7 +106,7 @@ import {
 import { Counters } from "./_counters.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { ReleasedRanges } from "./_released.ts";
-import { callocSize, checkSize, roundUp } from "./_size.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "./_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
 
 /**
@@ -585,12 +585,7 @@ export class SegregatedAllocator implements Allocator {
   bytes(address: number, length?: number): Uint8Array {
     if (this.#closed) throw new HeapClosedError("bytes");
     const usable = this.usableSize(address);
-    const wanted = length ?? usable;
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > usable) {
-      throw new RangeError(
-        `Cannot view ${wanted} bytes at ${hex(address)}: the block holds ${usable} bytes`,
-      );
-    }
+    const wanted = viewLength(address, length, usable);
     return this.#view(address, wanted);
   }
 
