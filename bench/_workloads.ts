@@ -22,6 +22,7 @@ import { PseudoMalloc } from "../mod.ts";
 // of anything published).
 // deno-lint-ignore no-import-prefix
 import { MemPool } from "npm:@thi.ng/malloc@6";
+import { mulberry32 as random } from "../src/_random.ts";
 
 /** The seed of every generated workload. */
 export const SEED = 0x5eed_0004;
@@ -65,18 +66,6 @@ export const MEMPOOL_SIZE = 64 << 20;
 export interface Sizes {
   readonly numbers: Uint32Array;
   readonly bigints: readonly bigint[];
-}
-
-/** A deterministic 32-bit generator (mulberry32); returns floats in [0, 1). */
-export function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A small request from 16 to 1008 bytes, log-uniform (skewed small: median about 126 bytes). */

@@ -6,6 +6,7 @@
  */
 
 import { type Trace, TraceBuilder } from "./trace.ts";
+import { mulberry32 as random } from "../_random.ts";
 
 /** The names of the built-in traces, in the order {@linkcode builtinTraces} returns them. */
 export const BUILTIN_TRACES: readonly string[] = Object.freeze([
@@ -38,18 +39,6 @@ export interface GenerateOptions {
    * per trace. @default {1}
    */
   scale?: number;
-}
-
-/** mulberry32: uniform floats in [0, 1) from a 32-bit seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** An integer from `low` to `high` inclusive, log-uniform (so small values are common). */
