@@ -994,13 +994,13 @@ export class PseudoMalloc implements Allocator {
 
   /**
    * The tag of the slot at `offset` (requested size + 1 of the live block starting there), or 0
-   * when none does or `offset` is not a whole multiple of the minimum block. Integer tests only:
-   * `%` on doubles is a slow fmod call.
+   * when none does or `offset` is not a whole multiple of the minimum block. Integer operations
+   * only: `%` on doubles is a slow fmod call.
    */
   #tagAt(arena: Arena, offset: number): number {
-    return (offset | 0) === offset && (offset & (this.#minBlockSize - 1)) === 0
-      ? arena.tags[offset >>> this.#minShift]!
-      : 0;
+    // `offset` is in [0, arenaSize): its slot, shifted back, equals it only for a whole multiple.
+    const slot = offset >>> this.#minShift;
+    return slot << this.#minShift === offset ? arena.tags[slot]! : 0;
   }
 
   /** The order of the block that serves `size` bytes (`size` below the threshold). */
