@@ -150,6 +150,25 @@ export interface BuddyBlock {
   allocated: boolean;
 }
 
+/**
+ * Throws the `RangeError` for an arena geometry a {@linkcode BuddyAllocator} cannot manage:
+ * `minBlockSize` a power of two of at least 8 (two 32-bit links fit in a free block), `size` a
+ * power of two from `minBlockSize` to 1 GiB. Allocates nothing, so a heap can check its options
+ * before it maps an arena.
+ */
+export function checkArenaGeometry(size: number, minBlockSize: number): void {
+  if (!isPowerOfTwo(minBlockSize) || minBlockSize < 8) {
+    throw new RangeError(
+      `Cannot use minBlockSize ${minBlockSize}: it must be a power of two of at least 8`,
+    );
+  }
+  if (!isPowerOfTwo(size) || size < minBlockSize || size > MAX_ARENA_SIZE) {
+    throw new RangeError(
+      `Cannot use an arena of ${size} bytes: size must be a power of two between minBlockSize (${minBlockSize}) and 2^30`,
+    );
+  }
+}
+
 /** End-of-list marker in the free lists. */
 const NIL = -1;
 
@@ -197,16 +216,7 @@ export class BuddyAllocator {
   constructor(options: BuddyOptions = {}) {
     const size = options.size ?? DEFAULT_ARENA_SIZE;
     const minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
-    if (!isPowerOfTwo(minBlockSize) || minBlockSize < 8) {
-      throw new RangeError(
-        `Cannot use minBlockSize ${minBlockSize}: it must be a power of two of at least 8`,
-      );
-    }
-    if (!isPowerOfTwo(size) || size < minBlockSize || size > MAX_ARENA_SIZE) {
-      throw new RangeError(
-        `Cannot use an arena of ${size} bytes: size must be a power of two between minBlockSize (${minBlockSize}) and 2^30`,
-      );
-    }
+    checkArenaGeometry(size, minBlockSize);
     const memory = options.memory ?? new ArrayBuffer(size);
     if (memory.byteLength < size) {
       throw new RangeError(

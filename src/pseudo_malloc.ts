@@ -45,7 +45,12 @@
 
 import { type ArenaPicture, renderSvg, renderText } from "./_heap_map.ts";
 import { type CAllocator, cAllocator, type CAllocatorOptions } from "./c_allocator.ts";
-import { BuddyAllocator, DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE } from "./buddy.ts";
+import {
+  BuddyAllocator,
+  checkArenaGeometry,
+  DEFAULT_ARENA_SIZE,
+  DEFAULT_MIN_BLOCK_SIZE,
+} from "./buddy.ts";
 import type { Allocator, AllocatorStats } from "./allocator.ts";
 import {
   DoubleFreeError,
@@ -264,12 +269,8 @@ export class PseudoMalloc implements Allocator {
         `Cannot use arenaSize ${this.#arenaSize}: it must be a power of two of at least the page size (${this.#pageSize})`,
       );
     }
-    // The buddy checks the rest of the arena geometry (minBlockSize, at most 1 GiB).
-    new BuddyAllocator({
-      size: this.#arenaSize,
-      minBlockSize: this.#minBlockSize,
-      memory: new ArrayBuffer(this.#arenaSize),
-    });
+    // The rest of the arena geometry (minBlockSize, at most 1 GiB), checked as the buddy does.
+    checkArenaGeometry(this.#arenaSize, this.#minBlockSize);
     this.#minShift = Math.log2(this.#minBlockSize);
     if (
       !Number.isInteger(this.#threshold) || this.#threshold < 0 ||
