@@ -92,11 +92,15 @@ export function pageSize(): number {
   return cachedPageSize;
 }
 
-/** Maps `length` bytes exactly, returning the address or throwing with the OS error. */
-function mapExactly(length: number): number {
+/**
+ * Maps `length` bytes exactly, returning the address or throwing with the OS error. `hint` is
+ * passed to `mmap` as its address argument: a wish, never `MAP_FIXED`, so nothing already mapped is
+ * ever replaced.
+ */
+function mapExactly(length: number, hint = 0): number {
   const { PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS } = constants();
   const result = open().mmap(
-    0n,
+    BigInt(hint),
     BigInt(length),
     PROT_READ | PROT_WRITE,
     MAP_PRIVATE | MAP_ANONYMOUS,
@@ -127,6 +131,24 @@ export function mapMemory(length: number, alignment: number = pageSize()): numbe
   const tail = raw + alignment - start;
   if (tail > 0) unmapMemory(start + length, tail);
   return start;
+}
+
+/**
+ * Maps `length` bytes of fresh zeroed memory exactly at `address`, if that range is free. The
+ * address is only a hint to `mmap` (not `MAP_FIXED`): when something already lives there, or the
+ * OS places mappings its own way, the mapping it made elsewhere is unmapped again and the result is
+ * 0. Nothing mapped is ever replaced.
+ *
+ * @param address Where the mapping should start: a multiple of the page size, above 0.
+ * @param length Bytes to map, a multiple of the page size.
+ * @returns `address`, or 0 when the range was not free.
+ * @throws {OutOfMemoryError} When the OS refuses to map at all; `errno` tells why.
+ */
+export function mapMemoryAt(address: number, length: number): number {
+  const mapped = mapExactly(length, address);
+  if (mapped === address) return address;
+  unmapMemory(mapped, length);
+  return 0;
 }
 
 /**

@@ -23,6 +23,13 @@
  * and one `Map` lookup finds it, however many arenas there are. An address no arena owns is looked
  * up among the large mappings.
  *
+ * ## Low addresses
+ *
+ * Arenas are mapped below 2^31 where the OS allows (see `_low_memory.ts`): there every address is
+ * an integer V8 keeps unboxed, so no call creates a heap number, inlined or not, and the fast paths
+ * compute in 32-bit integers. The block cache keeps (arena index, offset) pairs, never a double.
+ * An arena that finds no room there is mapped anywhere and works the same, only slower.
+ *
  * ## The fast path: tags and a block cache
  *
  * Each arena has a *tag* per minimum-block slot: the requested size + 1 of the live block that
@@ -60,6 +67,7 @@ import {
   OutOfMemoryError,
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
+import { lowMemory } from "./_low_memory.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
 import {
@@ -97,6 +105,14 @@ export interface PseudoMallocOptions {
    * {@linkcode OutOfMemoryError}. `1` is the original design: one fixed arena. @default {Infinity}
    */
   maxArenas?: number;
+  /**
+   * Map arenas below 2^31 where the OS allows, so that every small block's address is an integer
+   * V8 keeps unboxed (see the README's Design section): no heap number per call, and 32-bit
+   * arithmetic. Arenas that find no room there are mapped anywhere. Turn off to leave the low 2 GiB
+   * of the address space to other code that needs it (e.g. a JIT mapping with `MAP_32BIT`).
+   * @default {true}
+   */
+  lowAddresses?: boolean;
   /**
    * Debug mode: remember where each live block was allocated (a stack trace, costly) for
    * {@linkcode PseudoMalloc.prototype.liveAllocations}, and report leaks on `close()`.
@@ -192,6 +208,8 @@ export interface HeapStats extends AllocatorStats {
 /** One buddy arena: its mapping, its allocator and one view over all of it. */
 interface Arena {
   base: number;
+  /** Mapped in the low window (below 2^31), and given back to it when unmapped. */
+  low: boolean;
   /** `base / arenaSize`: the arena's key in the lookup table. */
   key: number;
   /** Position in the heap's list of arenas. */
@@ -232,14 +250,19 @@ export class PseudoMalloc implements Allocator {
   #minShift: number;
   #pageSize: number;
   #threshold: number;
+  /** `#threshold` while open, 0 once closed: one comparison sends every call to the slow path. */
+  #smallLimit: number;
   #maxArenas: number;
+  #lowAddresses: boolean;
 
   #arenas: Arena[] = [];
   #arenaByKey = new Map<number, Arena>();
   #current: Arena | undefined; // where new blocks are split off first
   #lastFound: Arena | undefined; // the arena of the last address looked up
-  #cache: Float64Array; // CACHE_DEPTH addresses per order
-  #cacheArena: Int32Array; // the index of each cached block's arena
+  // CACHE_DEPTH blocks per order, each as its arena's index and its offset there: int32 values,
+  // so that no address passes through a double (see `_low_memory.ts`).
+  #cacheOffset: Int32Array;
+  #cacheArena: Int32Array;
   #cacheCount: Int32Array;
   #arenaScale: number; // 1 / arenaSize, exact for a power of two
   #mapped = 0; // bytes of arenas and large mappings
@@ -263,7 +286,9 @@ export class PseudoMalloc implements Allocator {
     this.#arenaScale = 1 / this.#arenaSize;
     this.#minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
     this.#threshold = options.mmapThreshold ?? this.#pageSize / 4;
+    this.#smallLimit = this.#threshold;
     this.#maxArenas = options.maxArenas ?? Infinity;
+    this.#lowAddresses = options.lowAddresses ?? true;
     if (!isPowerOfTwo(this.#arenaSize) || this.#arenaSize < this.#pageSize) {
       throw new RangeError(
         `Cannot use arenaSize ${this.#arenaSize}: it must be a power of two of at least the page size (${this.#pageSize})`,
@@ -286,7 +311,7 @@ export class PseudoMalloc implements Allocator {
       );
     }
     const orders = Math.log2(this.#arenaSize / this.#minBlockSize) + 1;
-    this.#cache = new Float64Array(orders * CACHE_DEPTH);
+    this.#cacheOffset = new Int32Array(orders * CACHE_DEPTH);
     this.#cacheArena = new Int32Array(orders * CACHE_DEPTH);
     this.#onLeaks = options.onLeaks ?? reportLeaks;
     if (options.debug) this.#installDebugHooks();
@@ -328,13 +353,20 @@ export class PseudoMalloc implements Allocator {
    */
   malloc(size: number): number {
     // The common case first: a valid small size on an open heap.
-    if (
-      typeof size === "number" && size < this.#threshold && size >= 0 && (size | 0) === size &&
-      !this.#closed
-    ) {
-      const address = this.#mallocSmall(size);
-      this.#counters.notePeaks(this.#mapped);
-      return address;
+    if (typeof size === "number" && size < this.#smallLimit && size >= 0 && (size | 0) === size) {
+      // A block of the order from the cache (see `#mallocSmall`), else from a buddy.
+      const order = this.#orderOf(size);
+      const count = this.#cacheCount[order]! - 1;
+      if (count >= 0) {
+        const top = order * CACHE_DEPTH + count;
+        const arena = this.#arenas[this.#cacheArena[top]!]!;
+        const offset = this.#cacheOffset[top]!;
+        this.#cacheCount[order] = count;
+        arena.tags[offset >>> this.#minShift] = size + 1;
+        this.#counters.allocated(size);
+        this.#counters.notePeaks(this.#mapped);
+        return arena.base + offset;
+      }
     }
     return this.#mallocSlow(size);
   }
@@ -343,7 +375,7 @@ export class PseudoMalloc implements Allocator {
   #mallocSlow(size: number): number {
     if (this.#closed) throw new HeapClosedError("malloc");
     checkSize(size, "allocate");
-    const address = this.#mallocLarge(size);
+    const address = size < this.#threshold ? this.#mallocSmall(size) : this.#mallocLarge(size);
     this.#counters.notePeaks(this.#mapped);
     return address;
   }
@@ -452,25 +484,28 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   free(address: number): void {
-    // The common case, kept small enough for V8 to inline into the caller (an address above 2^31
-    // passed to a call that is not inlined is boxed: a heap allocation per call): a live small
-    // block whose order's cache has room.
-    const arena = typeof address === "number" && !this.#closed ? this.#arenaOf(address) : undefined;
-    if (arena !== undefined) {
+    // The common case, kept small enough for V8 to inline into the caller: a live small block of
+    // the arena of the last lookup, whose order's cache has room. `#lastFound` is unset once closed.
+    const arena = this.#lastFound;
+    if (arena !== undefined && typeof address === "number") {
       const offset = address - arena.base;
-      const tag = this.#tagAt(arena, offset);
-      const order = this.#orderOf(tag - 1);
-      const count = this.#cacheCount[order]!;
-      if (tag !== 0 && count < CACHE_DEPTH) {
-        arena.tags[offset >>> this.#minShift] = 0;
-        this.#counters.freed(tag - 1);
-        this.#cache[order * CACHE_DEPTH + count] = address;
-        this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
-        this.#cacheCount[order] = count + 1;
-        return;
+      const slot = offset >>> this.#minShift;
+      // In the arena, at a slot boundary (`slot` shifted back equals `offset` only then).
+      if (offset >= 0 && offset < this.#arenaSize && slot << this.#minShift === offset) {
+        const tag = arena.tags[slot]!;
+        const order = this.#orderOf(tag - 1);
+        const count = this.#cacheCount[order]!;
+        if (tag !== 0 && count < CACHE_DEPTH) {
+          arena.tags[slot] = 0;
+          this.#counters.freed(tag - 1);
+          this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
+          this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+          this.#cacheCount[order] = count + 1;
+          return;
+        }
       }
     }
-    this.#freeSlow(address, arena);
+    this.#freeSlow(address);
   }
 
   /**
@@ -676,9 +711,10 @@ export class PseudoMalloc implements Allocator {
       const count = this.#cacheCount[order]!;
       if (count < 0 || count > CACHE_DEPTH) fail(`cache ${order} holds ${count} blocks`);
       for (let i = 0; i < count; i++) {
-        const address = this.#cache[order * CACHE_DEPTH + i]!;
-        const arena = this.#arenaOf(address) ?? fail(`cached ${hex(address)} is in no arena`);
-        const offset = address - arena.base;
+        const arena = this.#arenas[this.#cacheArena[order * CACHE_DEPTH + i]!] ??
+          fail(`cached block ${order}/${i} is in no arena`);
+        const offset = this.#cacheOffset[order * CACHE_DEPTH + i]!;
+        const address = arena.base + offset;
         if (cached.has(address)) fail(`${hex(address)} is cached twice`);
         if (arena.buddy.orderAt(offset) !== order) {
           fail(`cached ${hex(address)} is not of order ${order}`);
@@ -769,7 +805,7 @@ export class PseudoMalloc implements Allocator {
     this.#flushCache();
     const empty = this.#arenas.filter((arena) => arena.buddy.freeBytes === this.#arenaSize);
     for (const arena of empty) {
-      unmapMemory(arena.base, this.#arenaSize);
+      this.#unmapArena(arena);
       this.#arenaByKey.delete(arena.key);
     }
     this.#arenas = this.#arenas.filter((arena) => arena.buddy.freeBytes !== this.#arenaSize);
@@ -882,7 +918,8 @@ export class PseudoMalloc implements Allocator {
       if (leaks.length > 0) this.#onLeaks(leaks);
     }
     this.#closed = true;
-    for (const arena of this.#arenas) unmapMemory(arena.base, this.#arenaSize);
+    this.#smallLimit = 0;
+    for (const arena of this.#arenas) this.#unmapArena(arena);
     this.#large.close();
     this.#arenas = [];
     this.#arenaByKey.clear();
@@ -958,13 +995,14 @@ export class PseudoMalloc implements Allocator {
   // --- small blocks -----------------------------------------------------------------------------
 
   /**
-   * Everything `free` does not do inline: errors, `free(0)`, large blocks, a full cache. `arena` is
-   * what `free` already looked up for a number on an open heap (undefined: no arena holds it).
+   * Everything `free` does not do inline: errors, `free(0)`, large blocks, a block of another arena
+   * than the last one looked up, a full cache.
    */
-  #freeSlow(address: number, arena: Arena | undefined): void {
+  #freeSlow(address: number): void {
     if (this.#closed) throw new HeapClosedError("free");
     if (address === 0) return;
     if (typeof address !== "number") throw notAnAddress(address, "free");
+    const arena = this.#arenaOf(address);
     if (arena === undefined) {
       this.#counters.freed(this.#large.unmap(address));
       this.#syncMapped();
@@ -973,10 +1011,19 @@ export class PseudoMalloc implements Allocator {
     const offset = address - arena.base;
     const tag = this.#tagAt(arena, offset);
     if (tag === 0) throw this.#smallRejection(arena, offset, "free");
-    // The cache of this order is full: the block goes back to the buddy, which merges it.
     arena.tags[offset >>> this.#minShift] = 0;
     this.#counters.freed(tag - 1);
-    arena.buddy.free(offset, arena.base);
+    const order = this.#orderOf(tag - 1);
+    const count = this.#cacheCount[order]!;
+    if (count < CACHE_DEPTH) {
+      // As in `free`'s fast path: park the block in its order's cache.
+      this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
+      this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+      this.#cacheCount[order] = count + 1;
+    } else {
+      // The cache of this order is full: the block goes back to the buddy, which merges it.
+      arena.buddy.free(offset, arena.base);
+    }
   }
 
   /** The arena whose range holds `address`, if any: one multiplication and (usually) no lookup. */
@@ -1015,14 +1062,13 @@ export class PseudoMalloc implements Allocator {
     const order = this.#orderOf(size);
     const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
     if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, zero);
-    const address = this.#cache[top]!;
     const arena = this.#arenas[this.#cacheArena[top]!]!;
-    const offset = address - arena.base;
+    const offset = this.#cacheOffset[top]!;
     this.#cacheCount[order]!--;
     arena.tags[offset >>> this.#minShift] = size + 1;
     if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << order));
     this.#counters.allocated(size);
-    return address;
+    return arena.base + offset;
   }
 
   /** Splits a block off the current arena, or off another arena with room (maybe a new one). */
@@ -1067,9 +1113,8 @@ export class PseudoMalloc implements Allocator {
   #flushCache(): void {
     for (let order = 0; order < this.#cacheCount.length; order++) {
       for (let i = 0; i < this.#cacheCount[order]!; i++) {
-        const address = this.#cache[order * CACHE_DEPTH + i]!;
-        const arena = this.#arenaOf(address)!;
-        arena.buddy.free(address - arena.base, arena.base);
+        const arena = this.#arenas[this.#cacheArena[order * CACHE_DEPTH + i]!]!;
+        arena.buddy.free(this.#cacheOffset[order * CACHE_DEPTH + i]!, arena.base);
       }
     }
     this.#cacheCount.fill(0);
@@ -1083,11 +1128,13 @@ export class PseudoMalloc implements Allocator {
   }
 
   #mapArena(): Arena {
-    const base = mapMemory(this.#arenaSize, this.#arenaSize);
+    const low = this.#lowAddresses ? lowMemory.map(this.#arenaSize) : 0;
+    const base = low !== 0 ? low : mapMemory(this.#arenaSize, this.#arenaSize);
     const buffer = memoryView(base, this.#arenaSize);
     const slots = this.#arenaSize / this.#minBlockSize;
     const arena: Arena = {
       base,
+      low: low !== 0,
       key: base / this.#arenaSize,
       index: this.#arenas.length,
       buddy: new BuddyAllocator({
@@ -1103,6 +1150,11 @@ export class PseudoMalloc implements Allocator {
     this.#arenaByKey.set(arena.key, arena);
     this.#syncMapped();
     return arena;
+  }
+
+  #unmapArena(arena: Arena): void {
+    if (arena.low) lowMemory.unmap(arena.base, this.#arenaSize);
+    else unmapMemory(arena.base, this.#arenaSize);
   }
 
   #reallocSmall(arena: Arena, address: number, size: number): number {

@@ -142,6 +142,68 @@ Deno.test("PseudoMalloc fits exactly 2048 blocks of 512 bytes in one arena, then
   heap.validate();
 });
 
+Deno.test({
+  name: "PseudoMalloc maps arenas below 2^31 by default: small addresses are small integers",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    using heap = new PseudoMalloc();
+    const blocks = Array.from({ length: 3000 }, () => heap.malloc(512)); // two arenas
+    assert.equal(heap.stats().arenas, 2);
+    for (const address of blocks) assert.ok(address > 0 && address + 512 <= 2 ** 31);
+    heap.validate();
+  },
+});
+
+Deno.test({
+  name: "PseudoMalloc with lowAddresses false maps arenas where the OS chooses",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    using heap = new PseudoMalloc({ lowAddresses: false });
+    const address = heap.malloc(100);
+    assert.ok(address >= 2 ** 31, "Linux places mappings high when given no hint");
+    assert.equal(address % ARENA, 0);
+    heap.bytes(address, 100).fill(7);
+    heap.free(address);
+    assert.equal(heap.malloc(100), address);
+    heap.validate();
+  },
+});
+
+Deno.test("PseudoMalloc gives a trimmed low arena's range to the next arena", () => {
+  const first = new PseudoMalloc();
+  const base = first.malloc(16);
+  first.free(base);
+  first.trim();
+  using second = new PseudoMalloc();
+  assert.equal(second.malloc(16), base);
+  first.close();
+});
+
+Deno.test("PseudoMalloc.free caches blocks of any arena, not only the last one looked up", () => {
+  using heap = new PseudoMalloc();
+  const first = Array.from({ length: 2048 }, () => heap.malloc(512));
+  const second = heap.malloc(512); // the second arena
+  heap.free(first[5]!);
+  heap.free(second);
+  heap.free(first[6]!);
+  heap.validate();
+  assert.equal(heap.stats().smallCachedBytes, 3 * 512);
+  assert.equal(heap.malloc(512), first[6]);
+  assert.equal(heap.malloc(512), second);
+  assert.equal(heap.malloc(512), first[5]);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc.free rejects the address just below the last arena looked up", () => {
+  using heap = new PseudoMalloc({ maxArenas: 1 });
+  const base = heap.malloc(16);
+  heap.free(heap.malloc(16)); // the arena is the last one looked up
+  assert.throws(() => heap.free(base - 16), InvalidFreeError);
+  assert.throws(() => heap.free(base + ARENA), InvalidFreeError);
+  assert.equal(heap.stats().liveAllocations, 1);
+  heap.validate();
+});
+
 Deno.test("PseudoMalloc with maxArenas 1 throws OutOfMemoryError when the arena is full", () => {
   using heap = new PseudoMalloc({ maxArenas: 1 });
   const blocks: number[] = [];
@@ -624,6 +686,16 @@ contractSuite("PseudoMalloc", () => new PseudoMalloc(), {
   detectsInvalidFree: true,
   reusesMemory: true,
 });
+
+contractSuite(
+  "PseudoMalloc (lowAddresses false)",
+  () => new PseudoMalloc({ lowAddresses: false }),
+  {
+    detectsDoubleFree: true,
+    detectsInvalidFree: true,
+    reusesMemory: true,
+  },
+);
 
 Deno.test("PseudoMalloc.stats reports internal and external fragmentation", () => {
   using heap = new PseudoMalloc();

@@ -189,3 +189,7 @@ Deno.test("PseudoMalloc matches a model over 100,000 random operations (validate
 Deno.test("PseudoMalloc matches a model with default 1 MiB arenas", () => {
   run(42, 30_000, {}, 250, 1500);
 });
+
+Deno.test("PseudoMalloc matches a model with arenas mapped anywhere (lowAddresses false)", () => {
+  run(7, 30_000, { arenaSize: 1 << 14, lowAddresses: false }, 1, 300);
+});
