@@ -13,6 +13,8 @@ export interface OsConstants {
   MAP_PRIVATE: number;
   /** `MAP_ANONYMOUS` on Linux, `MAP_ANON` on macOS. */
   MAP_ANONYMOUS: number;
+  /** `MAP_NORESERVE`: no swap is set aside; a page costs memory only once written. */
+  MAP_NORESERVE: number;
   MADV_DONTNEED: number;
   /** Linux only; unused where there is no `mremap`. */
   MREMAP_MAYMOVE: number;
@@ -36,6 +38,7 @@ const LINUX: OsConstants = {
   PROT_WRITE: 0x2,
   MAP_PRIVATE: 0x02,
   MAP_ANONYMOUS: 0x20,
+  MAP_NORESERVE: 0x4000,
   MADV_DONTNEED: 4,
   MREMAP_MAYMOVE: 1,
   errnoNames: { ...COMMON_ERRNO, 11: "EAGAIN: resource temporarily unavailable" },
@@ -49,6 +52,7 @@ const DARWIN: OsConstants = {
   PROT_WRITE: 0x2,
   MAP_PRIVATE: 0x0002,
   MAP_ANONYMOUS: 0x1000,
+  MAP_NORESERVE: 0x40,
   MADV_DONTNEED: 4,
   MREMAP_MAYMOVE: 0,
   errnoNames: { ...COMMON_ERRNO, 35: "EAGAIN: resource temporarily unavailable" },

@@ -97,13 +97,13 @@ export function pageSize(): number {
  * passed to `mmap` as its address argument: a wish, never `MAP_FIXED`, so nothing already mapped is
  * ever replaced.
  */
-function mapExactly(length: number, hint = 0): number {
+function mapExactly(length: number, hint = 0, flags = 0): number {
   const { PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS } = constants();
   const result = open().mmap(
     BigInt(hint),
     BigInt(length),
     PROT_READ | PROT_WRITE,
-    MAP_PRIVATE | MAP_ANONYMOUS,
+    MAP_PRIVATE | MAP_ANONYMOUS | flags,
     -1,
     0n,
   );
@@ -149,6 +149,19 @@ export function mapMemoryAt(address: number, length: number): number {
   if (mapped === address) return address;
   unmapMemory(mapped, length);
   return 0;
+}
+
+/**
+ * Reserves `length` bytes of zeroed, readable and writable address space: a page costs memory only
+ * once it is written (`MAP_NORESERVE`; reading an untouched page reads zeros without committing
+ * it). For large sparse tables.
+ *
+ * @param length Bytes to reserve, a multiple of the page size.
+ * @returns The address of the mapping.
+ * @throws {OutOfMemoryError} When the OS refuses; `errno` tells why.
+ */
+export function reserveMemory(length: number): number {
+  return mapExactly(length, 0, constants().MAP_NORESERVE);
 }
 
 /**

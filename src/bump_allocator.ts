@@ -410,8 +410,7 @@ export class BumpAllocator implements Allocator {
   reset(): void {
     if (this.#closed) throw new HeapClosedError("reset");
     const counters = this.#counters;
-    counters.totalFrees += counters.liveAllocations;
-    counters.liveAllocations = 0;
+    counters.totalFrees += counters.liveAllocations; // now none is live
     counters.liveBytes = 0;
     this.#allocated = 0;
     this.#top = 0;

@@ -67,7 +67,7 @@ import {
   OutOfMemoryError,
 } from "./errors.ts";
 import { Counters } from "./_counters.ts";
-import { lowMemory } from "./_low_memory.ts";
+import { LOW_LIMIT, lowMemory } from "./_low_memory.ts";
 import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
 import {
@@ -76,6 +76,7 @@ import {
   memoryView,
   pageSize,
   pointerFrom,
+  reserveMemory,
   unmapMemory,
 } from "../ffi/libc.ts";
 
@@ -254,15 +255,24 @@ export class PseudoMalloc implements Allocator {
   #smallLimit: number;
   #maxArenas: number;
   #lowAddresses: boolean;
+  /**
+   * The tags of every low arena in one table, indexed by `address >>> minShift` (low addresses are
+   * below 2^31): reserved address space, committed only where an arena's tags are written.
+   */
+  #shadow: Uint16Array | Uint32Array | undefined;
+  #shadowAddress = 0;
+  /** `LOW_LIMIT` once the shadow table exists, 0 before and once closed: the fast paths' guard. */
+  #lowEnd = 0;
 
   #arenas: Arena[] = [];
   #arenaByKey = new Map<number, Arena>();
   #current: Arena | undefined; // where new blocks are split off first
   #lastFound: Arena | undefined; // the arena of the last address looked up
-  // CACHE_DEPTH blocks per order, each as its arena's index and its offset there: int32 values,
-  // so that no address passes through a double (see `_low_memory.ts`).
-  #cacheOffset: Int32Array;
+  // CACHE_DEPTH blocks per order. A block of a low arena is its address (an int32); a block of
+  // another arena is 0 there, with its arena's index and its offset in the two arrays after.
+  #cacheBlock: Int32Array;
   #cacheArena: Int32Array;
+  #cacheOffset: Int32Array;
   #cacheCount: Int32Array;
   #arenaScale: number; // 1 / arenaSize, exact for a power of two
   #mapped = 0; // bytes of arenas and large mappings
@@ -311,6 +321,7 @@ export class PseudoMalloc implements Allocator {
       );
     }
     const orders = Math.log2(this.#arenaSize / this.#minBlockSize) + 1;
+    this.#cacheBlock = new Int32Array(orders * CACHE_DEPTH);
     this.#cacheOffset = new Int32Array(orders * CACHE_DEPTH);
     this.#cacheArena = new Int32Array(orders * CACHE_DEPTH);
     this.#onLeaks = options.onLeaks ?? reportLeaks;
@@ -357,15 +368,14 @@ export class PseudoMalloc implements Allocator {
       // A block of the order from the cache (see `#mallocSmall`), else from a buddy.
       const order = this.#orderOf(size);
       const count = this.#cacheCount[order]! - 1;
-      if (count >= 0) {
-        const top = order * CACHE_DEPTH + count;
-        const arena = this.#arenas[this.#cacheArena[top]!]!;
-        const offset = this.#cacheOffset[top]!;
+      const address = count >= 0 ? this.#cacheBlock[order * CACHE_DEPTH + count]! : 0;
+      if (address !== 0) {
+        // A cached block of a low arena: its tag is in the shadow table.
         this.#cacheCount[order] = count;
-        arena.tags[offset >>> this.#minShift] = size + 1;
+        this.#shadow![address >>> this.#minShift] = size + 1;
         this.#counters.allocated(size);
-        this.#counters.notePeaks(this.#mapped);
-        return arena.base + offset;
+        this.#counters.noteLivePeak(); // nothing was mapped
+        return address;
       }
     }
     return this.#mallocSlow(size);
@@ -484,23 +494,20 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   free(address: number): void {
-    // The common case, kept small enough for V8 to inline into the caller: a live small block of
-    // the arena of the last lookup, whose order's cache has room. `#lastFound` is unset once closed.
-    const arena = this.#lastFound;
-    if (arena !== undefined && typeof address === "number") {
-      const offset = address - arena.base;
-      const slot = offset >>> this.#minShift;
-      // In the arena, at a slot boundary (`slot` shifted back equals `offset` only then).
-      if (offset >= 0 && offset < this.#arenaSize && slot << this.#minShift === offset) {
-        const tag = arena.tags[slot]!;
+    // The common case, kept small enough for V8 to inline into the caller: a live block of a low
+    // arena (its tag is in the shadow table) whose order's cache has room.
+    if (typeof address === "number" && address < this.#lowEnd && address > 0) {
+      const index = address >>> this.#minShift;
+      // A whole number of minimum blocks: shifted back, `index` gives the address again.
+      if (index << this.#minShift === address) {
+        const tag = this.#shadow![index]!;
         const order = this.#orderOf(tag - 1);
         const count = this.#cacheCount[order]!;
         if (tag !== 0 && count < CACHE_DEPTH) {
-          arena.tags[slot] = 0;
-          this.#counters.freed(tag - 1);
-          this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
-          this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+          this.#shadow![index] = 0;
+          this.#cacheBlock[order * CACHE_DEPTH + count] = address;
           this.#cacheCount[order] = count + 1;
+          this.#counters.freed(tag - 1);
           return;
         }
       }
@@ -711,9 +718,8 @@ export class PseudoMalloc implements Allocator {
       const count = this.#cacheCount[order]!;
       if (count < 0 || count > CACHE_DEPTH) fail(`cache ${order} holds ${count} blocks`);
       for (let i = 0; i < count; i++) {
-        const arena = this.#arenas[this.#cacheArena[order * CACHE_DEPTH + i]!] ??
-          fail(`cached block ${order}/${i} is in no arena`);
-        const offset = this.#cacheOffset[order * CACHE_DEPTH + i]!;
+        const [arena, offset] = this.#cached(order * CACHE_DEPTH + i);
+        if (arena === undefined) fail(`cached block ${order}/${i} is in no arena`);
         const address = arena.base + offset;
         if (cached.has(address)) fail(`${hex(address)} is cached twice`);
         if (arena.buddy.orderAt(offset) !== order) {
@@ -920,6 +926,11 @@ export class PseudoMalloc implements Allocator {
     this.#closed = true;
     this.#smallLimit = 0;
     for (const arena of this.#arenas) this.#unmapArena(arena);
+    this.#lowEnd = 0; // before the table goes: the fast paths must not touch it again
+    if (this.#shadow !== undefined) {
+      unmapMemory(this.#shadowAddress, this.#shadow.byteLength);
+      this.#shadow = undefined;
+    }
     this.#large.close();
     this.#arenas = [];
     this.#arenaByKey.clear();
@@ -1017,6 +1028,7 @@ export class PseudoMalloc implements Allocator {
     const count = this.#cacheCount[order]!;
     if (count < CACHE_DEPTH) {
       // As in `free`'s fast path: park the block in its order's cache.
+      this.#cacheBlock[order * CACHE_DEPTH + count] = arena.low ? arena.base + offset : 0;
       this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
       this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
       this.#cacheCount[order] = count + 1;
@@ -1062,8 +1074,7 @@ export class PseudoMalloc implements Allocator {
     const order = this.#orderOf(size);
     const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
     if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, zero);
-    const arena = this.#arenas[this.#cacheArena[top]!]!;
-    const offset = this.#cacheOffset[top]!;
+    const [arena, offset] = this.#cached(top);
     this.#cacheCount[order]!--;
     arena.tags[offset >>> this.#minShift] = size + 1;
     if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << order));
@@ -1109,12 +1120,23 @@ export class PseudoMalloc implements Allocator {
     return found;
   }
 
+  /**
+   * The arena and offset of cache entry `i`: a low block is known by its address alone (the fast
+   * path of `free` does not look its arena up), any other by its arena's index and offset.
+   */
+  #cached(i: number): [Arena, number] {
+    const address = this.#cacheBlock[i]!;
+    if (address === 0) return [this.#arenas[this.#cacheArena[i]!]!, this.#cacheOffset[i]!];
+    const arena = this.#arenaOf(address)!;
+    return [arena, address - arena.base];
+  }
+
   /** Gives every cached block back to its buddy, which merges it as far up as it can. */
   #flushCache(): void {
     for (let order = 0; order < this.#cacheCount.length; order++) {
       for (let i = 0; i < this.#cacheCount[order]!; i++) {
-        const arena = this.#arenas[this.#cacheArena[order * CACHE_DEPTH + i]!]!;
-        arena.buddy.free(this.#cacheOffset[order * CACHE_DEPTH + i]!, arena.base);
+        const [arena, offset] = this.#cached(order * CACHE_DEPTH + i);
+        arena.buddy.free(offset, arena.base);
       }
     }
     this.#cacheCount.fill(0);
@@ -1128,7 +1150,7 @@ export class PseudoMalloc implements Allocator {
   }
 
   #mapArena(): Arena {
-    const low = this.#lowAddresses ? lowMemory.map(this.#arenaSize) : 0;
+    const low = this.#lowAddresses && this.#openShadow() ? lowMemory.map(this.#arenaSize) : 0;
     const base = low !== 0 ? low : mapMemory(this.#arenaSize, this.#arenaSize);
     const buffer = memoryView(base, this.#arenaSize);
     const slots = this.#arenaSize / this.#minBlockSize;
@@ -1143,13 +1165,39 @@ export class PseudoMalloc implements Allocator {
         memory: buffer,
       }),
       bytes: new Uint8Array(buffer),
-      // Tags hold requested + 1 < threshold + 1.
-      tags: this.#threshold < 0x10000 ? new Uint16Array(slots) : new Uint32Array(slots),
+      // Tags hold requested + 1 < threshold + 1; a low arena's are its part of the shadow table.
+      tags: low !== 0
+        ? this.#shadow!.subarray(low >>> this.#minShift, (low >>> this.#minShift) + slots)
+        : this.#threshold < 0x10000
+        ? new Uint16Array(slots)
+        : new Uint32Array(slots),
     };
     this.#arenas.push(arena);
     this.#arenaByKey.set(arena.key, arena);
     this.#syncMapped();
     return arena;
+  }
+
+  /**
+   * Reserves the shadow table on first use: one tag per minimum block below 2^31 (256 MiB of
+   * address space with 16-byte blocks and 2-byte tags; memory only where tags are written).
+   * False when the OS refuses: then arenas are mapped anywhere, with tags of their own.
+   */
+  #openShadow(): boolean {
+    if (this.#shadow !== undefined) return true;
+    const wide = this.#threshold >= 0x10000;
+    const length = (LOW_LIMIT >>> this.#minShift) * (wide ? 4 : 2);
+    try {
+      this.#shadowAddress = reserveMemory(length);
+    } catch (error) {
+      if (!(error instanceof OutOfMemoryError)) throw error;
+      this.#lowAddresses = false;
+      return false;
+    }
+    const buffer = memoryView(this.#shadowAddress, length);
+    this.#shadow = wide ? new Uint32Array(buffer) : new Uint16Array(buffer);
+    this.#lowEnd = LOW_LIMIT;
+    return true;
   }
 
   #unmapArena(arena: Arena): void {
