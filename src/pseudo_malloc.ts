@@ -72,6 +72,7 @@ import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
 import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
 import {
   addressFrom,
+  adviseDontNeed,
   mapMemory,
   memoryView,
   pageSize,
@@ -414,11 +415,14 @@ export class PseudoMalloc implements Allocator {
     // The common case inline (see `malloc`): small whole numbers whose product is a small block.
     const total = count * size;
     if (
-      typeof count === "number" && typeof size === "number" && total < this.#threshold &&
-      count >= 0 && size >= 0 && (count | 0) === count && (size | 0) === size && !this.#closed
+      typeof count === "number" && typeof size === "number" && total < this.#smallLimit &&
+      count >= 0 && size >= 0 && (count | 0) === count && (size | 0) === size
     ) {
-      const address = this.#mallocSmall(total, true);
-      this.#counters.notePeaks(this.#mapped);
+      // A small block as `malloc` gives it, then cleared: all of it, not only `total` bytes.
+      const address = this.malloc(total);
+      const arena = this.#arenaOf(address)!;
+      const offset = address - arena.base;
+      arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(total)));
       return address;
     }
     return this.#callocSlow(count, size);
@@ -1070,20 +1074,19 @@ export class PseudoMalloc implements Allocator {
   }
 
   /** Allocates a small block: from the cache when it has one of the order, else from a buddy. */
-  #mallocSmall(size: number, zero = false): number {
+  #mallocSmall(size: number): number {
     const order = this.#orderOf(size);
     const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
-    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, zero);
+    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size);
     const [arena, offset] = this.#cached(top);
     this.#cacheCount[order]!--;
     arena.tags[offset >>> this.#minShift] = size + 1;
-    if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << order));
     this.#counters.allocated(size);
     return arena.base + offset;
   }
 
   /** Splits a block off the current arena, or off another arena with room (maybe a new one). */
-  #mallocFresh(size: number, zero: boolean): number {
+  #mallocFresh(size: number): number {
     let arena = this.#current ?? this.#arenaWithRoom(size);
     let offset = arena.buddy.alloc(size);
     if (offset < 0) {
@@ -1091,7 +1094,6 @@ export class PseudoMalloc implements Allocator {
       offset = arena.buddy.alloc(size);
     }
     arena.tags[offset >>> this.#minShift] = size + 1;
-    if (zero) arena.bytes.fill(0, offset, offset + (this.#minBlockSize << this.#orderOf(size)));
     this.#counters.allocated(size);
     return arena.base + offset;
   }
@@ -1201,8 +1203,18 @@ export class PseudoMalloc implements Allocator {
   }
 
   #unmapArena(arena: Arena): void {
-    if (arena.low) lowMemory.unmap(arena.base, this.#arenaSize);
-    else unmapMemory(arena.base, this.#arenaSize);
+    if (!arena.low) {
+      unmapMemory(arena.base, this.#arenaSize);
+      return;
+    }
+    lowMemory.unmap(arena.base, this.#arenaSize);
+    // Its tags are all 0 now (no block was live): give back the pages of the shadow table that
+    // hold only its tags. Pages shared with a neighbour's tags stay.
+    const tagBytes = this.#shadow!.BYTES_PER_ELEMENT;
+    const first = this.#shadowAddress + (arena.base >>> this.#minShift) * tagBytes;
+    const start = Math.ceil(first / this.#pageSize) * this.#pageSize;
+    const end = Math.floor((first + arena.tags.byteLength) / this.#pageSize) * this.#pageSize;
+    if (end > start) adviseDontNeed(start, end - start);
   }
 
   #reallocSmall(arena: Arena, address: number, size: number): number {

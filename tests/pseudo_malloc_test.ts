@@ -179,6 +179,24 @@ Deno.test("PseudoMalloc gives a trimmed low arena's range to the next arena", ()
   first.close();
 });
 
+for (const arenaSize of [1 << 14, 1 << 16]) {
+  Deno.test(`PseudoMalloc.trim of a middle arena keeps its neighbours' tags (${arenaSize} B arenas)`, () => {
+    using heap = new PseudoMalloc({ arenaSize });
+    const perArena = arenaSize / 512;
+    const blocks = Array.from({ length: 3 * perArena }, () => heap.malloc(512));
+    assert.equal(heap.stats().arenas, 3);
+    const middle = blocks.splice(perArena, perArena);
+    for (const address of middle) heap.free(address);
+    assert.equal(heap.trim(), arenaSize);
+    assert.equal(heap.stats().arenas, 2);
+    heap.validate();
+    for (const address of blocks) assert.equal(heap.usableSize(address), 512);
+    for (const address of blocks) heap.free(address);
+    assert.throws(() => heap.free(blocks[0]!), DoubleFreeError);
+    heap.validate();
+  });
+}
+
 Deno.test("PseudoMalloc.free caches blocks of any arena, not only the last one looked up", () => {
   using heap = new PseudoMalloc();
   const first = Array.from({ length: 2048 }, () => heap.malloc(512));
