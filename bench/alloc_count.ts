@@ -246,6 +246,49 @@ rows.push(measure(
   rows.push(row);
 }
 
+// The same small-path loops on a heap whose arenas lie above 2^31 (`lowAddresses: false`): what
+// the low window saves. A reference, not a subject: such addresses are doubles, boxed whenever
+// one leaves optimised code as a value.
+{
+  const highHeap = () => {
+    const created = new PseudoMalloc({ lowAddresses: false });
+    heaps.push(created);
+    return created;
+  };
+  rows.push(measure(
+    {
+      id: "high-calloc",
+      label: "reference: calloc + free, arenas above 2^31 (lowAddresses: false)",
+      kind: "reference",
+      op: "pair",
+      callsPerOp: 2,
+    },
+    runCallocSequence,
+    highHeap(),
+    data.callocSizes.numbers,
+    SEGMENT,
+    1,
+  ));
+  const live = new Array<number>(CHURN_LIVE).fill(0);
+  const churnHeap = highHeap();
+  specialize(fillLive)(churnHeap, 0, data.churnInitial.numbers, live);
+  rows.push(measure(
+    {
+      id: "high-churn",
+      label: "reference: churn step, arenas above 2^31 (lowAddresses: false)",
+      kind: "reference",
+      op: "step",
+      callsPerOp: 2,
+    },
+    runChurn,
+    churnHeap,
+    live,
+    data.churnIndices,
+    data.churnSizes.numbers,
+    SEGMENT,
+  ));
+}
+
 /** The control: the bare pair loop's heap, plus one small object per malloc. */
 class OneObjectPerCall implements Peer<number, number> {
   #heap: PseudoMalloc;

@@ -384,6 +384,7 @@ export class PseudoMalloc implements Allocator {
         this.#counters.noteLivePeak(); // nothing was mapped
         return address;
       }
+      if (count >= 0) return this.#mallocCachedHigh(size, order, count);
     }
     return this.#outOfLine(MALLOC, size, 0);
   }
@@ -503,7 +504,7 @@ export class PseudoMalloc implements Allocator {
         }
       }
     }
-    this.#outOfLine(FREE, address, 0);
+    this.#freeHigh(address);
   }
 
   /**
@@ -709,8 +710,9 @@ export class PseudoMalloc implements Allocator {
       const count = this.#cacheCount[order]!;
       if (count < 0 || count > CACHE_DEPTH) fail(`cache ${order} holds ${count} blocks`);
       for (let i = 0; i < count; i++) {
-        const [arena, offset] = this.#cached(order * CACHE_DEPTH + i);
+        const arena = this.#cachedArena(order * CACHE_DEPTH + i);
         if (arena === undefined) fail(`cached block ${order}/${i} is in no arena`);
+        const offset = this.#cachedOffset(order * CACHE_DEPTH + i, arena);
         const address = arena.base + offset;
         if (cached.has(address)) fail(`${hex(address)} is cached twice`);
         if (arena.buddy.orderAt(offset) !== order) {
@@ -997,6 +999,46 @@ export class PseudoMalloc implements Allocator {
   // --- small blocks -----------------------------------------------------------------------------
 
   /**
+   * `malloc`'s fast path for a cached block of an arena above 2^31 (its tag is the arena's own):
+   * the same steps, one lookup more. Apart, so that V8 inlines it only where it runs often.
+   */
+  #mallocCachedHigh(size: number, order: number, count: number): number {
+    const top = order * CACHE_DEPTH + count;
+    const arena = this.#arenas[this.#cacheArena[top]!]!;
+    const offset = this.#cacheOffset[top]!;
+    this.#cacheCount[order] = count;
+    arena.tags[offset >>> this.#minShift] = size + 1;
+    this.#counters.allocated(size);
+    this.#counters.noteLivePeak();
+    return arena.base + offset;
+  }
+
+  /**
+   * `free`'s fast path for a block of an arena above 2^31 whose order's cache has room; anything
+   * else goes on to `#outOfLine`. Apart, so that V8 inlines it only where it runs often.
+   */
+  #freeHigh(address: number): void {
+    // No arena is found once the heap is closed: `#outOfLine` throws then.
+    const arena = typeof address === "number" && address !== 0 ? this.#arenaOf(address) : undefined;
+    if (arena !== undefined && !arena.low) {
+      const offset = address - arena.base;
+      const tag = this.#tagAt(arena, offset);
+      const order = this.#orderOf(tag - 1);
+      const count = this.#cacheCount[order]!;
+      if (tag !== 0 && count < CACHE_DEPTH) {
+        arena.tags[offset >>> this.#minShift] = 0;
+        this.#cacheBlock[order * CACHE_DEPTH + count] = 0;
+        this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
+        this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+        this.#cacheCount[order] = count + 1;
+        this.#counters.freed(tag - 1);
+        return;
+      }
+    }
+    this.#outOfLine(FREE, address, 0);
+  }
+
+  /**
    * Everything the fast paths of `malloc` (`call` MALLOC, `a` the size), `calloc` (CALLOC, `a` and
    * `b` the count and size) and `free` (FREE, `a` the address) leave out: checks and errors, large
    * blocks, an empty or full cache, blocks of arenas above 2^31.
@@ -1089,7 +1131,8 @@ export class PseudoMalloc implements Allocator {
     const order = this.#orderOf(size);
     const top = order * CACHE_DEPTH + this.#cacheCount[order]! - 1;
     if (top < order * CACHE_DEPTH) return this.#mallocFresh(size);
-    const [arena, offset] = this.#cached(top);
+    const arena = this.#cachedArena(top);
+    const offset = this.#cachedOffset(top, arena);
     this.#cacheCount[order]!--;
     arena.tags[offset >>> this.#minShift] = size + 1;
     this.#counters.allocated(size);
@@ -1134,22 +1177,26 @@ export class PseudoMalloc implements Allocator {
   }
 
   /**
-   * The arena and offset of cache entry `i`: a low block is known by its address alone (the fast
-   * path of `free` does not look its arena up), any other by its arena's index and offset.
+   * The arena of cache entry `i`: a low block is known by its address alone (the fast path of
+   * `free` does not look its arena up), any other by its arena's index and offset.
    */
-  #cached(i: number): [Arena, number] {
+  #cachedArena(i: number): Arena {
     const address = this.#cacheBlock[i]!;
-    if (address === 0) return [this.#arenas[this.#cacheArena[i]!]!, this.#cacheOffset[i]!];
-    const arena = this.#arenaOf(address)!;
-    return [arena, address - arena.base];
+    return address === 0 ? this.#arenas[this.#cacheArena[i]!]! : this.#arenaOf(address)!;
+  }
+
+  /** The offset of cache entry `i` in its arena, `arena`. */
+  #cachedOffset(i: number, arena: Arena): number {
+    const address = this.#cacheBlock[i]!;
+    return address === 0 ? this.#cacheOffset[i]! : address - arena.base;
   }
 
   /** Gives every cached block back to its buddy, which merges it as far up as it can. */
   #flushCache(): void {
     for (let order = 0; order < this.#cacheCount.length; order++) {
       for (let i = 0; i < this.#cacheCount[order]!; i++) {
-        const [arena, offset] = this.#cached(order * CACHE_DEPTH + i);
-        arena.buddy.free(offset, arena.base);
+        const arena = this.#cachedArena(order * CACHE_DEPTH + i);
+        arena.buddy.free(this.#cachedOffset(order * CACHE_DEPTH + i, arena), arena.base);
       }
     }
     this.#cacheCount.fill(0);
