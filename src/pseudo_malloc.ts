@@ -27,8 +27,8 @@
  *
  * Arenas are mapped below 2^31 where the OS allows (see `_low_memory.ts`): there every address is
  * an integer V8 keeps unboxed, so no call creates a heap number, inlined or not, and the fast paths
- * compute in 32-bit integers. The block cache keeps (arena index, offset) pairs, never a double.
- * An arena that finds no room there is mapped anywhere and works the same, only slower.
+ * compute in 32-bit integers. An arena that finds no room there is mapped anywhere and works the
+ * same, only slower: its blocks take the fast paths' second branch, or the out-of-line path.
  *
  * ## The fast path: tags and a block cache
  *
@@ -37,6 +37,11 @@
  * order is always the order of its requested size, so `free` checks the tag and knows the order
  * in O(1), without walking the bitmap; a zero tag is an invalid or double free, explained by the
  * slow path. Tags also let `stats()` report requested bytes apart from block bytes.
+ *
+ * The tags of all low arenas live in one *shadow table* indexed by `address >>> log2(minBlockSize)`
+ * (reserved address space; memory only where tags are written), so the fast path of `free` finds
+ * a tag without finding the arena: `free(0x1010_0040)` reads `shadow[0x0101_0004]` with 16-byte
+ * blocks. An arena above 2^31 keeps its tags in an array of its own.
  *
  * `free` then parks the block in a per-order LIFO *cache* (at most 64 blocks per order, like
  * glibc's tcache) instead of merging it at once, and `malloc` of the same order
