@@ -18,14 +18,18 @@
  * range there is free, Linux maps exactly there. The window hands out arena-aligned hints from
  * `start` (256 MiB by default) up to `limit` (2^31): 1,792 arenas of 1 MiB. A hint that is not
  * honoured (something lives there, or the OS places mappings its own way) costs one extra
- * `munmap`; after `MAX_MISSES` misses in a row the window gives up for good and callers map
- * wherever the OS chooses. Unmapped slots are reused first, the last unmapped first.
+ * `munmap`, and the next try skips twice as far as the last (1, 2, 4, … slots), so a long stretch
+ * taken by someone else is crossed in a few tries; after `MAX_MISSES` misses in a row the window
+ * gives up for good and callers map wherever the OS chooses. Unmapped slots are reused first, the
+ * last unmapped first.
  *
  * Example: 1 MiB arenas from a fresh window get 0x1000_0000, 0x1010_0000, 0x1020_0000, … If
- * 0x1010_0000 was taken by someone else, the second arena gets 0x1020_0000 (one miss). Unmapping
+ * 0x1010_0000 and 0x1020_0000 were taken by someone else, the second arena tries 0x1010_0000 (a
+ * miss: skip 1 slot), 0x1020_0000 (a miss: skip 2) and gets 0x1040_0000, leaving 0x1030_0000 unused. Unmapping
  * the first arena puts 0x1000_0000 on the free list, and the next 1 MiB arena gets it back.
  *
- * One window serves every heap of the process (hints are process-wide facts).
+ * One window serves every heap of a JavaScript realm. Workers have windows of their own over the same
+ * address space: each finds the other's arenas as misses and skips past them.
  *
  * @module
  */
@@ -94,6 +98,9 @@ export class LowAddressWindow {
         this.#misses = 0;
         return address;
       }
+      // Someone else's range: skip ahead twice as far after each miss in a row, so that a long
+      // taken stretch (another worker's arenas, say) is crossed in a few tries.
+      this.#cursor = address + (length << this.#misses);
       this.#misses++;
     }
     return 0;

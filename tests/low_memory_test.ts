@@ -40,28 +40,48 @@ Deno.test("LowAddressWindow.map hands out consecutive aligned ranges from LOW_ST
   assert.equal(window.map(MiB), LOW_START + 8 * MiB);
 });
 
-Deno.test("LowAddressWindow.map skips ranges someone else holds", () => {
+Deno.test("LowAddressWindow.map skips ranges someone else holds, twice as far after each miss", () => {
   const os = new FakeOs([[LOW_START + MiB, 2 * MiB]]);
   const window = new LowAddressWindow(os);
   assert.equal(window.map(MiB), LOW_START);
-  assert.equal(window.map(MiB), LOW_START + 3 * MiB, "two misses, then the first free slot");
+  assert.equal(window.map(MiB), LOW_START + 4 * MiB, "misses at +1 and +2 (skip 1, then 2)");
   assert.deepEqual(os.calls, [
     `map ${LOW_START.toString(16)}`,
     `map ${(LOW_START + MiB).toString(16)}`,
     `map ${(LOW_START + 2 * MiB).toString(16)}`,
-    `map ${(LOW_START + 3 * MiB).toString(16)}`,
+    `map ${(LOW_START + 4 * MiB).toString(16)}`,
   ]);
   assert.ok(window.open, "misses followed by a hit do not close the window");
+  assert.equal(window.map(MiB), LOW_START + 5 * MiB, "after a hit, slots are consecutive again");
+});
+
+Deno.test("LowAddressWindow.map crosses a long taken stretch in a few tries", () => {
+  // Another worker's window holds 300 arenas from LOW_START.
+  const os = new FakeOs([[LOW_START, 300 * MiB]]);
+  const window = new LowAddressWindow(os);
+  const address = window.map(MiB);
+  assert.equal(address, LOW_START + 511 * MiB, "tries at 0, 1, 3, 7, …, 255, then 511");
+  assert.equal(os.calls.length, 10);
 });
 
 Deno.test("LowAddressWindow gives up after MAX_MISSES misses in a row, for good", () => {
-  const os = new FakeOs([], false); // an OS that never honours a hint (e.g. a reserved low range)
-  const window = new LowAddressWindow(os);
+  const os = new FakeOs([], false); // an OS that never honours a hint
+  const window = new LowAddressWindow(os, LOW_START, 2 ** 46); // room for every skip
   assert.equal(window.map(MiB), 0);
   assert.equal(os.calls.length, MAX_MISSES);
   assert.equal(window.open, false);
   assert.equal(window.map(MiB), 0);
   assert.equal(os.calls.length, MAX_MISSES, "no more attempts once closed");
+});
+
+Deno.test("LowAddressWindow costs a handful of tries where the OS ignores hints (e.g. macOS)", () => {
+  const os = new FakeOs([], false);
+  const window = new LowAddressWindow(os);
+  assert.equal(window.map(MiB), 0);
+  // Skips of 1, 2, 4, … slots leave the 1,792-slot window after 11 tries.
+  assert.equal(os.calls.length, 11);
+  assert.equal(window.map(MiB), 0);
+  assert.equal(os.calls.length, 11, "past the end, no more tries");
 });
 
 Deno.test("LowAddressWindow.map returns 0 rather than reach past the limit", () => {

@@ -169,6 +169,37 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "PseudoMalloc in a worker finds low arenas of its own past the main thread's",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const fixtures = new URL("./fixtures/", import.meta.url);
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-ffi",
+        `--allow-read=${new URL("../", import.meta.url).pathname}`, // a worker loads its modules
+        new URL("low_worker_main.ts", fixtures).pathname,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const result = JSON.parse(new TextDecoder().decode(stdout)) as {
+      main: number[];
+      worker: number[];
+      workerArenas: number;
+    };
+    assert.equal(result.workerArenas, 3);
+    const arenaOf = (address: number) => address - (address % ARENA);
+    const mainArenas = new Set(result.main.map(arenaOf));
+    for (const address of [...result.main, ...result.worker]) {
+      assert.ok(address > 0 && address + ARENA <= 2 ** 31, `${address.toString(16)} is low`);
+    }
+    for (const address of result.worker) assert.ok(!mainArenas.has(arenaOf(address)));
+  },
+});
+
 Deno.test("PseudoMalloc gives a trimmed low arena's range to the next arena", () => {
   const first = new PseudoMalloc();
   const base = first.malloc(16);
