@@ -923,7 +923,7 @@ export class PseudoMalloc implements Allocator {
     }
     this.#closed = true;
     this.#smallLimit = 0;
-    for (const arena of this.#arenas) this.#unmapArena(arena);
+    for (const arena of this.#arenas) this.#unmapArena(arena, false); // the table goes next
     this.#lowEnd = 0; // before the table goes: the fast paths must not touch it again
     if (this.#shadow !== undefined) {
       unmapMemory(this.#shadowAddress, this.#shadow.byteLength);
@@ -1046,7 +1046,8 @@ export class PseudoMalloc implements Allocator {
   /**
    * Everything the fast paths of `malloc` (`call` MALLOC, `a` the size), `calloc` (CALLOC, `a` and
    * `b` the count and size) and `free` (FREE, `a` the address) leave out: checks and errors, large
-   * blocks, an empty or full cache, blocks of arenas above 2^31.
+   * blocks, an empty or full cache, blocks of arenas above 2^31. It handles every case completely:
+   * the fast paths are shortcuts of it.
    *
    * One function on purpose: together these paths are more bytecode than V8 inlines into a caller
    * (460 bytes), so a hot loop that inlines `malloc` and `free` never inlines them as well. Kept
@@ -1265,12 +1266,14 @@ export class PseudoMalloc implements Allocator {
     return true;
   }
 
-  #unmapArena(arena: Arena): void {
+  /** Unmaps an arena; `releaseTags`: also give back its pages of the shadow table. */
+  #unmapArena(arena: Arena, releaseTags = true): void {
     if (!arena.low) {
       unmapMemory(arena.base, this.#arenaSize);
       return;
     }
     lowMemory.unmap(arena.base, this.#arenaSize);
+    if (!releaseTags) return;
     // Its tags are all 0 now (no block was live): give back the pages of the shadow table that
     // hold only its tags. Pages shared with a neighbour's tags stay.
     const tagBytes = this.#shadow!.BYTES_PER_ELEMENT;
