@@ -11,7 +11,8 @@
 // Sensitivity is shown in the same run: the same 64-byte loop through an adapter that creates one
 // small object (`{ size }`) per malloc must measure at least 8 bytes more per pair than the bare
 // loop; and libc through FFI, whose churn keeps each returned address (a bigint) in an array, shows
-// what a bigint per call costs. A JS object costs at least 12 bytes, a heap number or bigint 12-16,
+// what a bigint per call costs; calloc and churn on a heap with `lowAddresses: false` show what an
+// address above 2^31 costs (a heap number each time one leaves optimised code). A JS object costs at least 12 bytes, a heap number or bigint 12-16,
 // a closure 32: the 1 byte-per-operation threshold misses none of them, even one per operation.
 //
 // Output: a table and a verdict (PASS, FAIL or INCONCLUSIVE; exit code 0, 1, 2); with `--json`,
@@ -187,41 +188,30 @@ rows.push(measure(
   row.repeats = row.repeats.map((value) => value * scale);
 }
 
-{
-  const churnHeap = heap();
+/** Churn steps over `CHURN_LIVE` blocks of `churnHeap`, which this fills first. */
+function churnRow(id: string, label: string, kind: Row["kind"], churnHeap: PseudoMalloc): Row {
   const live = new Array<number>(CHURN_LIVE).fill(0);
   specialize(fillLive)(churnHeap, 0, data.churnInitial.numbers, live);
-  rows.push(measure(
-    {
-      id: "churn",
-      label: "churn step over 10,000 live blocks",
-      kind: "subject",
-      op: "step",
-      callsPerOp: 2,
-    },
+  const row = { id, label, kind, op: "step", callsPerOp: 2 };
+  return measure(
+    row,
     runChurn,
     churnHeap,
     live,
     data.churnIndices,
     data.churnSizes.numbers,
     SEGMENT,
-  ));
+  );
 }
 
-rows.push(measure(
-  {
-    id: "calloc",
-    label: "calloc(1, 16-1008) + free",
-    kind: "subject",
-    op: "pair",
-    callsPerOp: 2,
-  },
-  runCallocSequence,
-  heap(),
-  data.callocSizes.numbers,
-  SEGMENT,
-  1,
-));
+/** calloc(1, size) + free pairs over the seeded small sizes. */
+function callocRow(id: string, label: string, kind: Row["kind"], callocHeap: PseudoMalloc): Row {
+  const row = { id, label, kind, op: "pair", callsPerOp: 2 };
+  return measure(row, runCallocSequence, callocHeap, data.callocSizes.numbers, SEGMENT, 1);
+}
+
+rows.push(churnRow("churn", "churn step over 10,000 live blocks", "subject", heap()));
+rows.push(callocRow("calloc", "calloc(1, 16-1008) + free", "subject", heap()));
 
 {
   // Small-only realloc chains: 16 to 512 bytes (below the 1024-byte mmap threshold), 6 reallocs.
@@ -255,38 +245,9 @@ rows.push(measure(
     heaps.push(created);
     return created;
   };
-  rows.push(measure(
-    {
-      id: "high-calloc",
-      label: "reference: calloc + free, arenas above 2^31 (lowAddresses: false)",
-      kind: "reference",
-      op: "pair",
-      callsPerOp: 2,
-    },
-    runCallocSequence,
-    highHeap(),
-    data.callocSizes.numbers,
-    SEGMENT,
-    1,
-  ));
-  const live = new Array<number>(CHURN_LIVE).fill(0);
-  const churnHeap = highHeap();
-  specialize(fillLive)(churnHeap, 0, data.churnInitial.numbers, live);
-  rows.push(measure(
-    {
-      id: "high-churn",
-      label: "reference: churn step, arenas above 2^31 (lowAddresses: false)",
-      kind: "reference",
-      op: "step",
-      callsPerOp: 2,
-    },
-    runChurn,
-    churnHeap,
-    live,
-    data.churnIndices,
-    data.churnSizes.numbers,
-    SEGMENT,
-  ));
+  const note = "arenas above 2^31 (lowAddresses: false)";
+  rows.push(callocRow("high-calloc", `reference: calloc + free, ${note}`, "reference", highHeap()));
+  rows.push(churnRow("high-churn", `reference: churn step, ${note}`, "reference", highHeap()));
 }
 
 /** The control: the bare pair loop's heap, plus one small object per malloc. */
