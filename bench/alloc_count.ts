@@ -12,8 +12,9 @@
 // small object (`{ size }`) per malloc must measure at least 8 bytes more per pair than the bare
 // loop; and libc through FFI, whose churn keeps each returned address (a bigint) in an array, shows
 // what a bigint per call costs; calloc and churn on a heap with `lowAddresses: false` show what an
-// address above 2^31 costs (a heap number each time one leaves optimised code). A JS object costs at least 12 bytes, a heap number or bigint 12-16,
-// a closure 32: the 1 byte-per-operation threshold misses none of them, even one per operation.
+// address above 2^31 costs (a heap number each time one leaves optimised code). A JS object costs
+// at least 12 bytes, a heap number or bigint 12-16, a closure 32: the 1 byte-per-operation
+// threshold misses none of them, even one per operation.
 //
 // Output: a table and a verdict (PASS, FAIL or INCONCLUSIVE; exit code 0, 1, 2); with `--json`,
 // the same as JSON on stdout (for report.ts).
