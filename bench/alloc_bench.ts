@@ -23,13 +23,12 @@
 
 import type { PseudoMalloc } from "../mod.ts";
 import { BENCH_SAMPLES_TAG } from "./report.ts";
+import { CheckedFloorPeer, FloorPeer, MinimalPeer } from "./_floors.ts";
 import {
   BATCH_COUNT,
   BATCH_SIZE,
-  CheckedFloorPeer,
   CHURN_LIVE,
   fillLive,
-  FloorPeer,
   FRESH_SIZE,
   generate,
   type LibcSymbols,
@@ -354,6 +353,18 @@ function checkedFloorPeer(): Entry<number, number> {
   };
 }
 
+function minimalPeer(): Entry<number, number> {
+  const peer = new MinimalPeer();
+  return {
+    id: "minimal",
+    name: "minimal JS allocator: floor + checks + slow paths",
+    peer,
+    ...asNumbers,
+    empty: 0,
+    live: () => peer.live,
+  };
+}
+
 function mmapPeer(symbols: LibcSymbols): Entry<bigint, bigint> {
   return {
     id: "mmap",
@@ -384,6 +395,7 @@ pairs(GROUPS.pair, memPool(), false);
 pairs(GROUPS.pair, typedArray(), false);
 pairs(GROUPS.pair, floorPeer(), false, "lower bound for any JS allocator");
 pairs(GROUPS.pair, checkedFloorPeer(), false, "lower bound for a JS allocator with these checks");
+pairs(GROUPS.pair, minimalPeer(), false, "the same with slow paths: the least a complete one does");
 
 // --- 2. batches of mixed sizes, shuffled frees -------------------------------------------------
 
@@ -406,6 +418,7 @@ batches(pseudo(), false);
 batches(libcPeer(), true);
 batches(memPool(), false);
 batches(typedArray(), false);
+batches(minimalPeer(), false);
 
 // --- 3. churn ----------------------------------------------------------------------------------
 
@@ -421,6 +434,7 @@ churn(GROUPS.churn, pseudo(), false);
 churn(GROUPS.churn, libcPeer(), true);
 churn(GROUPS.churn, memPool(), false);
 churn(GROUPS.churn, typedArray(), false);
+churn(GROUPS.churn, minimalPeer(), false);
 
 // --- 4. large blocks, repeating sizes ------------------------------------------------------------
 

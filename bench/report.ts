@@ -386,7 +386,7 @@ function derivedRatios(list: Measurement[]): Record<string, number | null> {
   const ratios: Record<string, number | null> = {};
   const workloads = [...new Set(list.map((m) => m.workload))];
   for (const workload of workloads) {
-    for (const other of ["libc", "thing", "u8", "mmap", "floor", "floor-checked"]) {
+    for (const other of ["libc", "thing", "u8", "mmap", "floor", "floor-checked", "minimal"]) {
       if (find(list, workload, other) && find(list, workload, "pseudo")) {
         ratios[`${workload}: PseudoMalloc / ${other}`] = ratioOf(list, workload, "pseudo", other);
       }
@@ -439,6 +439,7 @@ const COLUMNS = [
   { peers: ["mmap"], label: "mmap + munmap" },
   { peers: ["floor"], label: "JS floor" },
   { peers: ["floor-checked"], label: "JS floor + checks" },
+  { peers: ["minimal"], label: "minimal JS allocator" },
 ];
 
 const ROWS = [
@@ -538,6 +539,26 @@ function markdown(report: Report): string {
       `Allocation count: ${report.allocCount.verdict}: ${report.allocCount.explanation}.`,
     );
   }
+  const bounds = ["pair", "batch", "churn"].map((workload) => ({
+    workload,
+    pseudo: ratioOf(list, workload, "pseudo", "libc"),
+    checked: ratioOf(list, workload, "floor-checked", "libc"),
+    minimal: ratioOf(list, workload, "minimal", "libc"),
+  }));
+  if (bounds.some((row) => row.minimal !== null)) {
+    lines.push(
+      "",
+      "The small-request goal against what the least JS allocators reach (time / libc's time):",
+      "",
+      "| workload | PseudoMalloc | JS floor + checks | minimal JS allocator (+ slow paths) |",
+      "| --- | ---: | ---: | ---: |",
+      ...bounds.map((row) =>
+        `| ${row.workload} | ${formatRatio(row.pseudo)} | ${
+          row.checked === null ? "" : formatRatio(row.checked)
+        } | ${formatRatio(row.minimal)} |`
+      ),
+    );
+  }
   lines.push("", `${V8_NOTE}`, "", "![Benchmark chart](docs/bench.svg)", "");
   return lines.join("\n");
 }
@@ -556,6 +577,7 @@ const COLORS: Record<string, string> = {
   mmap: "#7a7a7a",
   floor: "#c9c9c9",
   "floor-checked": "#a0a0a0",
+  minimal: "#5f5f5f",
 };
 
 const LEGEND = [
@@ -566,6 +588,7 @@ const LEGEND = [
   { color: COLORS.mmap!, label: "mmap + munmap" },
   { color: COLORS.floor!, label: "JS floor (pop + push)" },
   { color: COLORS["floor-checked"]!, label: "JS floor + checks" },
+  { color: COLORS.minimal!, label: "minimal JS allocator (floor + checks + slow paths)" },
   { color: COLORS["pseudo-scaled"]!, label: "PseudoMalloc: malloc (5c) / 256 MiB live (6)" },
   { color: COLORS["libc-malloc"]!, label: "libc: malloc (5c)" },
 ];
@@ -609,10 +632,19 @@ export function svgChart(report: Report): string {
   const gap = 3;
   const groupGap = 26;
   const left = 78;
-  const top = 92;
-  const plotHeight = 320;
   const groupWidths = groups.map((group) => group.bars.length * (bar + gap) - gap);
   const plotWidth = groupWidths.reduce((sum, width) => sum + width + groupGap, groupGap);
+  // Legend rows, wrapped to the chart's width (at most about 7.4 px per character at 12 px, and a gap).
+  const itemWidth = (label: string) => 34 + label.length * 7.4;
+  const rows: (typeof LEGEND)[] = [[]];
+  for (const item of LEGEND) {
+    const row = rows[rows.length - 1]!;
+    const used = row.reduce((sum, other) => sum + itemWidth(other.label), 0);
+    if (row.length > 0 && used + itemWidth(item.label) > plotWidth) rows.push([item]);
+    else row.push(item);
+  }
+  const top = 56 + rows.length * 18;
+  const plotHeight = 320;
   const width = left + plotWidth + 20;
   const height = top + plotHeight + 78;
   const y = (ns: number) => top + plotHeight * (1 - Math.log10(ns / low) / decades);
@@ -631,19 +663,17 @@ export function svgChart(report: Report): string {
       )
     }</text>`,
   );
-  // Legend, two rows.
-  let lx = left;
-  let ly = 58;
-  for (const [index, item] of LEGEND.entries()) {
-    if (index === 5) {
-      lx = left;
-      ly += 18;
+  // Legend.
+  for (const [index, row] of rows.entries()) {
+    let lx = left;
+    const ly = 58 + index * 18;
+    for (const item of row) {
+      out.push(
+        `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${item.color}"/>`,
+        `<text x="${lx + 16}" y="${ly}">${escapeXml(item.label)}</text>`,
+      );
+      lx += itemWidth(item.label);
     }
-    out.push(
-      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${item.color}"/>`,
-      `<text x="${lx + 16}" y="${ly}">${escapeXml(item.label)}</text>`,
-    );
-    lx += 24 + item.label.length * 6.6;
   }
   // Axes and decade grid.
   for (let d = 0; d <= decades; d++) {
