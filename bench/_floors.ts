@@ -108,6 +108,9 @@ const MINIMAL_SPAN = 64 << 20;
  * have run somewhere in the program (here, in the batch and churn workloads): V8 then compiles the
  * slow branch of the inlined `malloc` and `free` as a real call instead of a deoptimization exit,
  * and reloads the allocator's fields after it.
+ *
+ * The fast paths repeat the slow paths' tagging and counting lines on purpose: moved into shared
+ * helpers, the pair measured 10 ns instead of 8 (the helpers' feedback then mixes both paths).
  */
 export class MinimalPeer implements Peer<number, number> {
   #stacks = new Int32Array(MINIMAL_ORDERS * 64);
