@@ -389,7 +389,12 @@ export class PseudoMalloc implements Allocator {
         this.#counters.noteLivePeak(); // nothing was mapped
         return address;
       }
-      if (count >= 0) return this.#mallocCachedHigh(size, order, count);
+      if (count >= 0) {
+        // A cached block of an arena above 2^31 (tagged in its own array): one lookup more.
+        const address = this.#mallocSmall(size);
+        this.#counters.noteLivePeak();
+        return address;
+      }
     }
     return this.#outOfLine(MALLOC, size, 0);
   }
@@ -1002,21 +1007,6 @@ export class PseudoMalloc implements Allocator {
   }
 
   // --- small blocks -----------------------------------------------------------------------------
-
-  /**
-   * `malloc`'s fast path for a cached block of an arena above 2^31 (its tag is the arena's own):
-   * the same steps, one lookup more. Apart, so that V8 inlines it only where it runs often.
-   */
-  #mallocCachedHigh(size: number, order: number, count: number): number {
-    const top = order * CACHE_DEPTH + count;
-    const arena = this.#arenas[this.#cacheArena[top]!]!;
-    const offset = this.#cacheOffset[top]!;
-    this.#cacheCount[order] = count;
-    arena.tags[offset >>> this.#minShift] = size + 1;
-    this.#counters.allocated(size);
-    this.#counters.noteLivePeak();
-    return arena.base + offset;
-  }
 
   /**
    * `free`'s fast path for a block of an arena above 2^31 whose order's cache has room; anything
