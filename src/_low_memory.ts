@@ -100,7 +100,7 @@ export class LowAddressWindow {
       }
       // Someone else's range: skip ahead twice as far after each miss in a row, so that a long
       // taken stretch (another worker's arenas, say) is crossed in a few tries.
-      this.#cursor = address + (length << this.#misses);
+      this.#cursor = address + length * 2 ** this.#misses; // not `<<`: 2^30 << 1 is negative
       this.#misses++;
     }
     return 0;

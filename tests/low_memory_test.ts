@@ -17,6 +17,7 @@ class FakeOs implements LowMemoryOs {
   constructor(public taken: [number, number][] = [], public honours = true) {}
   mapAt(address: number, length: number): number {
     this.calls.push(`map ${address.toString(16)}`);
+    assert.ok(address >= LOW_START && address % length === 0, `asked for ${address}`);
     const busy = [...this.taken, ...this.mapped].some(([start, size]) =>
       address < start + size && start < address + length
     );
@@ -82,6 +83,15 @@ Deno.test("LowAddressWindow costs a handful of tries where the OS ignores hints 
   assert.equal(os.calls.length, 11);
   assert.equal(window.map(MiB), 0);
   assert.equal(os.calls.length, 11, "past the end, no more tries");
+});
+
+Deno.test("LowAddressWindow.map of 1 GiB arenas asks only for aligned addresses in the window", () => {
+  const os = new FakeOs([[0x4000_0000, 1 << 30]]); // the only 1 GiB slot is taken
+  const window = new LowAddressWindow(os);
+  assert.equal(window.map(1 << 30), 0);
+  assert.deepEqual(os.calls, ["map 40000000"]);
+  assert.equal(window.map(1 << 30), 0, "nothing left to try");
+  assert.equal(os.calls.length, 1);
 });
 
 Deno.test("LowAddressWindow.map returns 0 rather than reach past the limit", () => {
