@@ -10,6 +10,9 @@
  * - {@linkcode mapMemory} returns the address of fresh, zeroed, readable and writable memory,
  *   aligned to at least a page. Every failure throws {@linkcode OutOfMemoryError} carrying the
  *   OS error number; nothing is left mapped after a failure.
+ * - {@linkcode mapMemoryAt} maps exactly at a given address or returns 0; it never replaces a
+ *   mapping (no `MAP_FIXED`). {@linkcode reserveMemory} maps address space whose pages cost memory
+ *   only once written (`MAP_NORESERVE`).
  * - {@linkcode remapMemory} grows or shrinks a mapping without copying where the OS can (Linux
  *   `mremap`), and returns `undefined` where it cannot (then the caller copies). When it fails, the
  *   old mapping is untouched.
