@@ -200,6 +200,21 @@ Deno.test({
   },
 });
 
+Deno.test("PseudoMalloc.free rejects a block of another heap in the same low window", () => {
+  using first = new PseudoMalloc();
+  using second = new PseudoMalloc();
+  const mine = first.malloc(64);
+  const theirs = second.malloc(64);
+  assert.ok(theirs < 2 ** 31 && mine < 2 ** 31);
+  assert.throws(() => first.free(theirs), InvalidFreeError);
+  assert.throws(() => first.usableSize(theirs), InvalidAddressError);
+  assert.equal(second.usableSize(theirs), 64, "still live in its own heap");
+  first.free(mine);
+  second.free(theirs);
+  first.validate();
+  second.validate();
+});
+
 Deno.test("PseudoMalloc gives a trimmed low arena's range to the next arena", () => {
   const first = new PseudoMalloc();
   const base = first.malloc(16);
