@@ -2,18 +2,8 @@
 // Run with `deno task demo` (that is, `deno run --allow-ffi demo.ts`).
 
 import { PseudoMalloc } from "./mod.ts";
-
-/** mulberry32: a tiny seeded PRNG, so every run does the same work. Returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+// A tiny seeded PRNG (the package's own, not part of its API), so every run does the same work.
+import { mulberry32 } from "./src/_random.ts";
 
 /** A whole number in [low, high]. */
 function between(random: () => number, low: number, high: number): number {
