@@ -200,6 +200,24 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "PseudoMalloc keeps every invariant with arenas both below and above 2^31",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // In a child process: the low window must be fresh for its layout to be known.
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", new URL("./fixtures/mixed_arenas.ts", import.meta.url).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const { arenas } = JSON.parse(new TextDecoder().decode(stdout)) as { arenas: number[] };
+    assert.equal(arenas.length, 2);
+    assert.ok(arenas[0]! < 2 ** 31, "the first arena is low");
+    assert.ok(arenas[1]! >= 2 ** 31, "the second arena, once the window is taken, is high");
+  },
+});
+
 Deno.test("PseudoMalloc.free rejects a block of another heap in the same low window", () => {
   using first = new PseudoMalloc();
   using second = new PseudoMalloc();
