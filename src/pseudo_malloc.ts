@@ -1022,10 +1022,7 @@ export class PseudoMalloc implements Allocator {
       const count = this.#cacheCount[order]!;
       if (tag !== 0 && count < CACHE_DEPTH) {
         arena.tags[offset >>> this.#minShift] = 0;
-        this.#cacheBlock[order * CACHE_DEPTH + count] = 0;
-        this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
-        this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
-        this.#cacheCount[order] = count + 1;
+        this.#park(arena, offset, order, count);
         this.#counters.freed(tag - 1);
         return;
       }
@@ -1079,16 +1076,23 @@ export class PseudoMalloc implements Allocator {
     const order = this.#orderOf(tag - 1);
     const count = this.#cacheCount[order]!;
     if (count < CACHE_DEPTH) {
-      // As in `free`'s fast path: park the block in its order's cache.
-      this.#cacheBlock[order * CACHE_DEPTH + count] = arena.low ? arena.base + offset : 0;
-      this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
-      this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
-      this.#cacheCount[order] = count + 1;
+      this.#park(arena, offset, order, count); // as in `free`'s fast path
     } else {
       // The cache of this order is full: the block goes back to the buddy, which merges it.
       arena.buddy.free(offset, arena.base);
     }
     return 0;
+  }
+
+  /**
+   * Puts the freed block at `offset` of `arena` on its order's cache, which holds `count` blocks
+   * (fewer than `CACHE_DEPTH`): by address for a low arena, by arena and offset for another.
+   */
+  #park(arena: Arena, offset: number, order: number, count: number): void {
+    this.#cacheBlock[order * CACHE_DEPTH + count] = arena.low ? arena.base + offset : 0;
+    this.#cacheOffset[order * CACHE_DEPTH + count] = offset;
+    this.#cacheArena[order * CACHE_DEPTH + count] = arena.index;
+    this.#cacheCount[order] = count + 1;
   }
 
   /** The arena whose range holds `address`, if any: one multiplication and (usually) no lookup. */
