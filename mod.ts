@@ -29,21 +29,21 @@
  * @module
  */
 
-export { PseudoMalloc } from "./src/pseudo_malloc.ts";
+export { PseudoMalloc } from "./src/heap/pseudo_malloc.ts";
 export type {
   ArenaStats,
   HeapStats,
   LiveAllocation,
   PseudoMallocOptions,
-} from "./src/pseudo_malloc.ts";
+} from "./src/heap/pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export {
   BuddyAllocator,
   DEFAULT_ARENA_SIZE,
   DEFAULT_MIN_BLOCK_SIZE,
   MAX_ARENA_SIZE,
-} from "./src/buddy.ts";
-export type { BuddyBlock, BuddyOptions } from "./src/buddy.ts";
+} from "./src/buddy/buddy.ts";
+export type { BuddyBlock, BuddyOptions } from "./src/buddy/buddy.ts";
 export {
   DoubleFreeError,
   HeapClosedError,
@@ -53,24 +53,28 @@ export {
 } from "./src/errors.ts";
 export { MAX_SIZE } from "./src/_size.ts";
 export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";
-export { MmapAllocator } from "./src/mmap_allocator.ts";
-export { BumpAllocator } from "./src/bump_allocator.ts";
-export type { BumpAllocatorOptions, BumpStats } from "./src/bump_allocator.ts";
-export { FirstFitAllocator } from "./src/first_fit_allocator.ts";
-export type { FirstFitBlock, FirstFitOptions, FirstFitStats } from "./src/first_fit_allocator.ts";
-export { CellAllocator } from "./src/cell_allocator.ts";
-export type { CellAllocatorOptions, CellStats } from "./src/cell_allocator.ts";
+export { MmapAllocator } from "./src/family/mmap_allocator.ts";
+export { BumpAllocator } from "./src/family/bump_allocator.ts";
+export type { BumpAllocatorOptions, BumpStats } from "./src/family/bump_allocator.ts";
+export { FirstFitAllocator } from "./src/family/first_fit_allocator.ts";
+export type {
+  FirstFitBlock,
+  FirstFitOptions,
+  FirstFitStats,
+} from "./src/family/first_fit_allocator.ts";
+export { CellAllocator } from "./src/family/cell_allocator.ts";
+export type { CellAllocatorOptions, CellStats } from "./src/family/cell_allocator.ts";
 export {
   DEFAULT_SPAN_CACHE_BYTES,
   LARGEST_SIZE_CLASS,
   SegregatedAllocator,
   SIZE_CLASSES,
-} from "./src/segregated_allocator.ts";
+} from "./src/family/segregated_allocator.ts";
 export type {
   SegregatedOptions,
   SegregatedSpan,
   SegregatedStats,
-} from "./src/segregated_allocator.ts";
+} from "./src/family/segregated_allocator.ts";
 export {
   C_ALLOCATOR_DEFINITIONS,
   CAllocator,
@@ -79,11 +83,11 @@ export {
   luaAllocator,
   ZlibAllocator,
   zlibAllocator,
-} from "./src/c_allocator.ts";
+} from "./src/c/c_allocator.ts";
 export type {
   CAllocatorCallbacks,
   CAllocatorFunction,
   CAllocatorOptions,
   CAllocatorStats,
   ZlibAllocatorCallbacks,
-} from "./src/c_allocator.ts";
+} from "./src/c/c_allocator.ts";

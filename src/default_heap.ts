@@ -5,7 +5,7 @@
  * @module
  */
 
-import { PseudoMalloc } from "./pseudo_malloc.ts";
+import { PseudoMalloc } from "./heap/pseudo_malloc.ts";
 
 let heap: PseudoMalloc | undefined;
 

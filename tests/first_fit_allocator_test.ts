@@ -16,7 +16,7 @@ import {
   GRANULE,
   HEADER_SIZE,
   MIN_BLOCK_SIZE,
-} from "../src/first_fit_allocator.ts";
+} from "../src/family/first_fit_allocator.ts";
 import { memoryView, pageSize } from "../ffi/libc.ts";
 import { contractSuite } from "./_contract.ts";
 

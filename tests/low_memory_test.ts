@@ -6,7 +6,7 @@ import {
   LowAddressWindow,
   type LowMemoryOs,
   MAX_MISSES,
-} from "../src/_low_memory.ts";
+} from "../src/heap/_low_memory.ts";
 
 const MiB = 1 << 20;
 

@@ -11,7 +11,7 @@ import {
   SegregatedAllocator,
   SIZE_CLASSES,
 } from "../mod.ts";
-import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/segregated_allocator.ts";
+import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/family/segregated_allocator.ts";
 import { pageSize } from "../ffi/libc.ts";
 import { contractSuite } from "./_contract.ts";
 

@@ -5,12 +5,12 @@
  */
 
 import type { Allocator } from "../allocator.ts";
-import { BumpAllocator } from "../bump_allocator.ts";
-import { CellAllocator } from "../cell_allocator.ts";
-import { FirstFitAllocator } from "../first_fit_allocator.ts";
-import { MmapAllocator } from "../mmap_allocator.ts";
-import { PseudoMalloc } from "../pseudo_malloc.ts";
-import { SegregatedAllocator } from "../segregated_allocator.ts";
+import { BumpAllocator } from "../family/bump_allocator.ts";
+import { CellAllocator } from "../family/cell_allocator.ts";
+import { FirstFitAllocator } from "../family/first_fit_allocator.ts";
+import { MmapAllocator } from "../family/mmap_allocator.ts";
+import { PseudoMalloc } from "../heap/pseudo_malloc.ts";
+import { SegregatedAllocator } from "../family/segregated_allocator.ts";
 import { roundUp } from "../_size.ts";
 import { OP_ALLOC, OP_REALLOC, type Trace } from "./trace.ts";
 

@@ -111,7 +111,7 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "./allocator.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
@@ -119,12 +119,12 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   OutOfMemoryError,
-} from "./errors.ts";
-import { Counters } from "./_counters.ts";
-import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { ReleasedRanges } from "./_released.ts";
-import { callocSize, checkSize, isPowerOfTwo, roundUp, viewLength } from "./_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { isFreeing, notAnAddress } from "../_mappings.ts";
+import { ReleasedRanges } from "../_released.ts";
+import { callocSize, checkSize, isPowerOfTwo, roundUp, viewLength } from "../_size.ts";
+import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 
 /** Bytes per granule: every block is a whole number of granules, every payload 16-byte aligned. */
 export const GRANULE = 16;

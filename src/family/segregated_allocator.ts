@@ -95,19 +95,19 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "./allocator.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
   hex,
   InvalidAddressError,
   InvalidFreeError,
-} from "./errors.ts";
-import { Counters } from "./_counters.ts";
-import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
-import { ReleasedRanges } from "./_released.ts";
-import { callocSize, checkSize, roundUp, viewLength } from "./_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { isFreeing, Mappings, notAnAddress } from "../_mappings.ts";
+import { ReleasedRanges } from "../_released.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
+import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 
 /**
  * The block sizes of {@linkcode SegregatedAllocator}, smallest first: multiples of 16 up to 128,

@@ -34,7 +34,7 @@
  * @module
  */
 
-import { mapMemoryAt, unmapMemory } from "../ffi/libc.ts";
+import { mapMemoryAt, unmapMemory } from "../../ffi/libc.ts";
 
 /** First address the window hands out: 256 MiB, above where a non-PIE program and its brk live. */
 export const LOW_START = 0x1000_0000;

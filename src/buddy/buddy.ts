@@ -64,8 +64,8 @@
  * @module
  */
 
-import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
-import { checkSize, isPowerOfTwo } from "./_size.ts";
+import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "../errors.ts";
+import { checkSize, isPowerOfTwo } from "../_size.ts";
 
 /**
  * Default arena size: 1 MiB.

@@ -53,7 +53,7 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "./allocator.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
@@ -61,11 +61,11 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   OutOfMemoryError,
-} from "./errors.ts";
-import { Counters } from "./_counters.ts";
-import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { isFreeing, notAnAddress } from "../_mappings.ts";
+import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
+import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 
 /** The default cell: two 16-byte granules, room for a binary-tree node and some. */
 const DEFAULT_CELL_SIZE = 32;

@@ -42,12 +42,12 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "./allocator.ts";
-import { HeapClosedError, hex } from "./errors.ts";
-import { Counters } from "./_counters.ts";
-import { Mappings } from "./_mappings.ts";
-import { callocSize, checkSize, roundUp, viewLength } from "./_size.ts";
-import { pageSize } from "../ffi/libc.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
+import { HeapClosedError, hex } from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { Mappings } from "../_mappings.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
+import { pageSize } from "../../ffi/libc.ts";
 
 /**
  * A malloc where every block is its own `mmap` and every `free` its `munmap`: simple, exact about

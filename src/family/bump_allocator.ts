@@ -62,7 +62,7 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "./allocator.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
@@ -70,11 +70,11 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   OutOfMemoryError,
-} from "./errors.ts";
-import { Counters } from "./_counters.ts";
-import { isFreeing, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, MAX_SIZE, roundUp, viewLength } from "./_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../ffi/libc.ts";
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { isFreeing, notAnAddress } from "../_mappings.ts";
+import { callocSize, checkSize, MAX_SIZE, roundUp, viewLength } from "../_size.ts";
+import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 
 /** Block alignment and size granule. */
 const ALIGN = 16;

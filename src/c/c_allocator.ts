@@ -29,8 +29,8 @@
  * @module
  */
 
-import type { Allocator } from "./allocator.ts";
-import { InvalidFreeError, OutOfMemoryError } from "./errors.ts";
+import type { Allocator } from "../allocator.ts";
+import { InvalidFreeError, OutOfMemoryError } from "../errors.ts";
 
 /**
  * The FFI signatures of the callbacks, for `Deno.UnsafeFnPointer` (to call a pointer from

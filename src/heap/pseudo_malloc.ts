@@ -56,25 +56,25 @@
  */
 
 import { type ArenaPicture, renderSvg, renderText } from "./_heap_map.ts";
-import { type CAllocator, cAllocator, type CAllocatorOptions } from "./c_allocator.ts";
+import { type CAllocator, cAllocator, type CAllocatorOptions } from "../c/c_allocator.ts";
 import {
   BuddyAllocator,
   checkArenaGeometry,
   DEFAULT_ARENA_SIZE,
   DEFAULT_MIN_BLOCK_SIZE,
-} from "./buddy.ts";
-import type { Allocator, AllocatorStats } from "./allocator.ts";
+} from "../buddy/buddy.ts";
+import type { Allocator, AllocatorStats } from "../allocator.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
   hex,
   InvalidAddressError,
   OutOfMemoryError,
-} from "./errors.ts";
-import { Counters } from "./_counters.ts";
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
 import { LOW_LIMIT, lowMemory } from "./_low_memory.ts";
-import { isFreeing, Mappings, notAnAddress } from "./_mappings.ts";
-import { callocSize, checkSize, isPowerOfTwo, viewLength } from "./_size.ts";
+import { isFreeing, Mappings, notAnAddress } from "../_mappings.ts";
+import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
 import {
   addressFrom,
   adviseDontNeed,
@@ -84,7 +84,7 @@ import {
   pointerFrom,
   reserveMemory,
   unmapMemory,
-} from "../ffi/libc.ts";
+} from "../../ffi/libc.ts";
 
 /**
  * Options of {@linkcode PseudoMalloc}. Every field has a default.
