@@ -37,6 +37,8 @@ export type {
   PseudoMallocOptions,
 } from "./src/heap/pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
+export type { Os, OsCall } from "./ffi/os.ts";
+export { libcOs } from "./ffi/libc.ts";
 export {
   BuddyAllocator,
   DEFAULT_ARENA_SIZE,
@@ -49,6 +51,7 @@ export {
   HeapClosedError,
   InvalidAddressError,
   InvalidFreeError,
+  OsError,
   OutOfMemoryError,
 } from "./src/errors.ts";
 export { MAX_SIZE } from "./src/_size.ts";

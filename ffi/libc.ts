@@ -13,17 +13,22 @@
  * - {@linkcode mapMemoryAt} maps exactly at a given address or returns 0; it never replaces a
  *   mapping (no `MAP_FIXED`). {@linkcode reserveMemory} maps address space whose pages cost memory
  *   only once written (`MAP_NORESERVE`).
+ * - {@linkcode unmapMemory} throws {@linkcode OsError} when `munmap` fails; the memory is then
+ *   still mapped.
  * - {@linkcode remapMemory} grows or shrinks a mapping without copying where the OS can (Linux
  *   `mremap`), and returns `undefined` where it cannot (then the caller copies). When it fails, the
  *   old mapping is untouched.
+ * - {@linkcode libcOs} gathers these functions as the {@linkcode Os} every allocator uses by
+ *   default (`ffi/os.ts` states the contract).
  * - The library is opened on first use. Without `--allow-ffi` the first call throws
  *   `Deno.errors.NotCapable` with a message that names the flag.
  *
  * @module
  */
 
-import { OutOfMemoryError } from "../src/errors.ts";
+import { OsError, OutOfMemoryError } from "../src/errors.ts";
 import { constantsFor, type OsConstants } from "./_constants.ts";
+import type { Os } from "./os.ts";
 
 const SYMBOLS = {
   mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
@@ -79,10 +84,14 @@ function errno(): number {
   return location === null ? 0 : new Deno.UnsafePointerView(location).getInt32();
 }
 
+/** `errno`'s name and number, as messages show them: "ENOMEM: not enough memory (errno 12)". */
+function describe(code: number): string {
+  return `${constants().errnoNames[code] ?? "unknown error"} (errno ${code})`;
+}
+
 function failure(what: string): OutOfMemoryError {
   const code = errno();
-  const name = constants().errnoNames[code] ?? "unknown error";
-  return new OutOfMemoryError(`${what}: ${name} (errno ${code})`, code);
+  return new OutOfMemoryError(`${what}: ${describe(code)}`, code);
 }
 
 /**
@@ -130,9 +139,24 @@ export function mapMemory(length: number, alignment: number = pageSize()): numbe
   if (alignment <= pageSize()) return mapExactly(length);
   const raw = mapExactly(length + alignment);
   const start = Math.ceil(raw / alignment) * alignment;
-  if (start > raw) unmapMemory(raw, start - raw);
   const tail = raw + alignment - start;
-  if (tail > 0) unmapMemory(start + length, tail);
+  let end = raw + length + alignment; // the end of what is still mapped
+  try {
+    if (tail > 0) {
+      unmapMemory(start + length, tail);
+      end = start + length;
+    }
+    if (start > raw) unmapMemory(raw, start - raw);
+  } catch (error) {
+    // Trimming splits the mapping, which can pass the kernel's limit on mappings. Unmapping all
+    // that is left in one call splits nothing; then no memory could be had.
+    open().munmap(BigInt(raw), BigInt(end - raw));
+    const code = (error as OsError).errno;
+    throw new OutOfMemoryError(
+      `Cannot map ${length} bytes aligned to ${alignment}: ${(error as Error).message}`,
+      code,
+    );
+  }
   return start;
 }
 
@@ -173,11 +197,18 @@ export function reserveMemory(length: number): number {
  *
  * @param address The start of a mapping (page-aligned).
  * @param length Bytes to unmap.
+ * @throws {OsError} When `munmap` fails (the memory is then still mapped).
  */
 export function unmapMemory(address: number, length: number): void {
   if (open().munmap(BigInt(address), BigInt(length)) !== 0) {
     const code = errno();
-    throw new Error(`Cannot unmap ${length} bytes at 0x${address.toString(16)}: errno ${code}`);
+    throw new OsError(
+      "munmap",
+      code,
+      `Cannot unmap ${length} bytes at 0x${address.toString(16)}: munmap failed with ${
+        describe(code)
+      }`,
+    );
   }
 }
 
@@ -278,3 +309,27 @@ export function addressFrom(pointer: Deno.PointerValue): number {
   open();
   return Number(Deno.UnsafePointer.value(pointer));
 }
+
+/**
+ * The C library as the {@linkcode Os} of the allocators: their default. Each method is the
+ * function of this file with the same meaning.
+ *
+ * @example Passing it explicitly
+ * ```ts
+ * import { libcOs, PseudoMalloc } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc({ os: libcOs });
+ * heap.free(heap.malloc(10));
+ * ```
+ */
+export const libcOs: Os = {
+  pageSize,
+  map: mapMemory,
+  mapAt: mapMemoryAt,
+  reserve: reserveMemory,
+  unmap: unmapMemory,
+  remap: remapMemory,
+  adviseDontNeed,
+  protect: protectMemory,
+  view: memoryView,
+};

@@ -10,6 +10,7 @@
 
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
 import { roundUp } from "./_size.ts";
+import { isFreeing, notAnAddress } from "./_checks.ts";
 import { mapMemory, memoryView, remapMemory, unmapMemory } from "../ffi/libc.ts";
 
 interface Mapping {
@@ -34,18 +35,6 @@ export interface MappingsOptions {
   cache?: boolean;
   /** The cache may always hold this many bytes. @default {8 MiB} */
   cacheFloor?: number;
-}
-
-/** True for the verbs whose misuse is an InvalidFreeError rather than an InvalidAddressError. */
-export function isFreeing(verb: string): boolean {
-  return verb === "free" || verb === "reallocate";
-}
-
-/** The `TypeError` for an address that is not a number. */
-export function notAnAddress(address: unknown, verb: string): TypeError {
-  return new TypeError(
-    `Cannot ${verb} ${String(address)}: an address must be a number, got ${typeof address}`,
-  );
 }
 
 /** A set of page-rounded mappings, one per block, keyed by address. */

@@ -10,6 +10,7 @@
  * │   └── InvalidFreeError     free/realloc of an address this heap never returned
  * │       └── DoubleFreeError  free/realloc of a block that is already free
  * ├── OutOfMemoryError         no arena has room and the OS refused more memory
+ * ├── OsError                  the OS refused another call (munmap); nothing was changed
  * └── HeapClosedError          any call after close()
  * ```
  *
@@ -114,6 +115,43 @@ export class OutOfMemoryError extends Error {
   constructor(message: string, errno?: number) {
     super(message);
     this.name = "OutOfMemoryError";
+    this.errno = errno;
+  }
+}
+
+/**
+ * Thrown when the operating system refuses a call other than a request for memory, such as
+ * `munmap` failing with ENOMEM because splitting a mapping would pass Linux's `vm.max_map_count`.
+ * Like every error here it is thrown before the heap changes (or after its change was put back):
+ * the memory is still mapped, every live block keeps its contents, and the call can be retried.
+ *
+ * @example Reading the fields
+ * ```ts
+ * import { OsError } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new OsError("munmap", 12, "Cannot unmap 4096 bytes: munmap said ENOMEM");
+ * assert.equal(error.call, "munmap");
+ * assert.equal(error.errno, 12);
+ * ```
+ */
+export class OsError extends Error {
+  /** The C function that failed, e.g. `"munmap"`. */
+  readonly call: string;
+  /** The OS error number it set. */
+  readonly errno: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param call The C function that failed.
+   * @param errno The OS error number.
+   * @param message The whole message, "Cannot X: reason", naming the call and the error.
+   */
+  constructor(call: string, errno: number, message: string) {
+    super(message);
+    this.name = "OsError";
+    this.call = call;
     this.errno = errno;
   }
 }

@@ -63,7 +63,7 @@ import {
   OutOfMemoryError,
 } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { isFreeing, notAnAddress } from "../_mappings.ts";
+import { isFreeing, notAnAddress } from "../_checks.ts";
 import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 

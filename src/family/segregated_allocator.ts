@@ -104,7 +104,8 @@ import {
   InvalidFreeError,
 } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { isFreeing, Mappings, notAnAddress } from "../_mappings.ts";
+import { isFreeing, notAnAddress } from "../_checks.ts";
+import { Mappings } from "../_mappings.ts";
 import { ReleasedRanges } from "../_released.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";

@@ -73,7 +73,8 @@ import {
 } from "../errors.ts";
 import { Counters } from "../_counters.ts";
 import { LOW_LIMIT, lowMemory } from "./_low_memory.ts";
-import { isFreeing, Mappings, notAnAddress } from "../_mappings.ts";
+import { isFreeing, notAnAddress } from "../_checks.ts";
+import { Mappings } from "../_mappings.ts";
 import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
 import {
   addressFrom,
