@@ -7,11 +7,16 @@
 // for live blocks; a release beyond it unmaps the oldest cached mapping. A cached mapping keeps
 // its old contents, so `mapZeroed` (calloc) never takes one: a fresh mapping is already zero and
 // costs no memset.
+//
+// Every system call goes through the `Os` given to the constructor and is made before the records
+// change: when `munmap` fails (an `OsError`; Linux refuses to split a mapping past
+// `vm.max_map_count`), the block it was for is still recorded as it was, so a failed `free` leaves
+// the block live and can be retried, and `trim` or `close` stop with every record true.
 
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
 import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
-import { mapMemory, memoryView, remapMemory, unmapMemory } from "../ffi/libc.ts";
+import type { Os } from "../ffi/os.ts";
 
 interface Mapping {
   /** Where it is mapped. */
@@ -51,12 +56,15 @@ export class Mappings {
   #cachedRecords = new Map<number, Mapping>(); // address -> its record, oldest first
   #cachedBytes = 0;
 
+  #os: Os;
+
   /**
-   * @param pageSize The OS page size; every mapping is a whole number of pages.
+   * @param os The system calls; every mapping is a whole number of its pages.
    * @param options Error label and the release cache; see {@linkcode MappingsOptions}.
    */
-  constructor(pageSize: number, options: MappingsOptions = {}) {
-    this.#pageSize = pageSize;
+  constructor(os: Os, options: MappingsOptions = {}) {
+    this.#os = os;
+    this.#pageSize = os.pageSize();
     this.#label = options.label ?? "block";
     this.#caching = options.cache ?? false;
     this.#cacheFloor = options.cacheFloor ?? 8 << 20;
@@ -109,7 +117,7 @@ export class Mappings {
   /** Like {@linkcode Mappings.prototype.map}, but always a fresh mapping: zeroed by the OS. */
   mapZeroed(size: number): number {
     const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const address = mapMemory(length);
+    const address = this.#os.map(length);
     this.#track(address, length, size);
     return address;
   }
@@ -124,16 +132,20 @@ export class Mappings {
 
   /**
    * Unmaps (or caches) the live block at `address` and returns its requested size; throws
-   * (changing nothing) when there is no live block there.
+   * (changing nothing) when there is no live block there, or when `munmap` fails (`OsError`; the
+   * block then stays live, and cached mappings evicted before the failure stay unmapped).
    */
   unmap(address: number): number {
     const block = this.#blocks.get(address);
     if (block === undefined) throw this.rejection(address, "free");
+    if (this.#caching) this.#makeRoom(block.length);
+    const kept = this.#caching && block.length <= this.#cap(-block.length);
+    if (!kept) this.#os.unmap(address, block.length); // the only call that can fail: first
     this.#blocks.delete(address);
     this.#mappedBytes -= block.length;
     this.#requestedBytes -= block.requested;
-    if (this.#caching) this.#cache(address, block);
-    else this.#unmapAndRemember(address, block.length);
+    if (kept) this.#cache(address, block);
+    else this.#remember(address);
     return block.requested;
   }
 
@@ -148,12 +160,17 @@ export class Mappings {
     const length = roundUp(Math.max(size, 1), this.#pageSize);
     let moved = address;
     if (length !== block.length) {
-      const remapped = remapMemory(address, block.length, length);
+      const remapped = this.#os.remap(address, block.length, length);
       if (remapped === undefined) {
-        moved = mapMemory(length);
+        moved = this.#os.map(length);
         const kept = Math.min(block.length, length);
-        new Uint8Array(memoryView(moved, kept)).set(this.view(address, kept));
-        unmapMemory(address, block.length);
+        new Uint8Array(this.#os.view(moved, kept)).set(this.view(address, kept));
+        try {
+          this.#os.unmap(address, block.length);
+        } catch (error) {
+          this.#os.unmap(moved, length); // a whole mapping of its own: splits nothing
+          throw error;
+        }
       } else {
         moved = remapped;
       }
@@ -166,7 +183,7 @@ export class Mappings {
   /** A view of the first `length` bytes of the live block at `address` (checked by the caller). */
   view(address: number, length: number): Uint8Array {
     const block = this.#blocks.get(address)!;
-    block.bytes ??= new Uint8Array(memoryView(address, block.length));
+    block.bytes ??= new Uint8Array(this.#os.view(address, block.length));
     return block.bytes.subarray(0, length);
   }
 
@@ -200,49 +217,63 @@ export class Mappings {
     return new Invalid(`${where}: it is not an address of this heap`, address);
   }
 
-  /** Unmaps every cached mapping; returns the bytes unmapped. */
+  /**
+   * Unmaps every cached mapping, oldest first; returns the bytes unmapped. When `munmap` fails it
+   * throws `OsError`, and the mappings not unmapped yet stay cached.
+   */
   trim(): number {
     const bytes = this.#cachedBytes;
-    for (const [address, block] of this.#cachedRecords) {
-      this.#unmapAndRemember(address, block.length);
-    }
-    this.#cached.clear();
-    this.#cachedRecords.clear();
-    this.#cachedBytes = 0;
+    while (this.#cachedRecords.size > 0) this.#evictOldest();
     return bytes;
   }
 
-  /** Unmaps every block, cached ones too. */
+  /**
+   * Unmaps every block, cached ones too. When `munmap` fails it throws `OsError`; the blocks not
+   * unmapped yet stay recorded (live or cached), so `close` can be called again.
+   */
   close(): void {
     this.trim();
-    for (const [address, block] of this.#blocks) unmapMemory(address, block.length);
-    this.#blocks.clear();
+    for (const [address, block] of this.#blocks) {
+      this.#os.unmap(address, block.length);
+      this.#blocks.delete(address);
+      this.#mappedBytes -= block.length;
+      this.#requestedBytes -= block.requested;
+    }
     this.#recentUnmaps.clear();
-    this.#mappedBytes = 0;
-    this.#requestedBytes = 0;
   }
 
-  /** Keeps a released mapping for reuse, then unmaps the oldest ones while over the cap. */
+  /** The cache's cap when `change` bytes more are mapped for live blocks. */
+  #cap(change = 0): number {
+    return Math.max(this.#cacheFloor, (this.#mappedBytes + change) / 8);
+  }
+
+  /**
+   * Unmaps the oldest cached mappings until `length` more bytes fit under the cap that holds once a
+   * live block of `length` bytes is released (or until the cache is empty).
+   */
+  #makeRoom(length: number): void {
+    const cap = this.#cap(-length);
+    while (this.#cachedRecords.size > 0 && this.#cachedBytes + length > cap) this.#evictOldest();
+  }
+
+  /** Unmaps the oldest cached mapping, then forgets it; a failed `munmap` changes nothing. */
+  #evictOldest(): void {
+    const [oldest, record] = this.#cachedRecords.entries().next().value!;
+    this.#os.unmap(oldest, record.length);
+    this.#cachedRecords.delete(oldest);
+    const same = this.#cached.get(record.length)!;
+    same.splice(same.indexOf(record), 1);
+    this.#cachedBytes -= record.length;
+    this.#remember(oldest);
+  }
+
+  /** Keeps a released mapping for reuse (the caller made room for it). */
   #cache(address: number, block: Mapping): void {
     const list = this.#cached.get(block.length);
     if (list === undefined) this.#cached.set(block.length, [block]);
     else list.push(block);
     this.#cachedRecords.set(address, block);
     this.#cachedBytes += block.length;
-    const cap = Math.max(this.#cacheFloor, this.#mappedBytes / 8);
-    while (this.#cachedBytes > cap) {
-      const [oldest, record] = this.#cachedRecords.entries().next().value!;
-      this.#cachedRecords.delete(oldest);
-      const same = this.#cached.get(record.length)!;
-      same.splice(same.indexOf(record), 1);
-      this.#cachedBytes -= record.length;
-      this.#unmapAndRemember(oldest, record.length);
-    }
-  }
-
-  #unmapAndRemember(address: number, length: number): void {
-    unmapMemory(address, length);
-    this.#remember(address);
   }
 
   /** Remembers an address that no longer holds a block, to call a later free of it a double free. */

@@ -47,7 +47,7 @@ import { HeapClosedError, hex } from "../errors.ts";
 import { Counters } from "../_counters.ts";
 import { Mappings } from "../_mappings.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
-import { pageSize } from "../../ffi/libc.ts";
+import { libcOs, pageSize } from "../../ffi/libc.ts";
 
 /**
  * A malloc where every block is its own `mmap` and every `free` its `munmap`: simple, exact about
@@ -89,7 +89,7 @@ export class MmapAllocator implements Allocator {
    */
   constructor() {
     this.#pageSize = pageSize();
-    this.#blocks = new Mappings(this.#pageSize, { label: "block" });
+    this.#blocks = new Mappings(libcOs, { label: "block" });
   }
 
   /**

@@ -108,7 +108,7 @@ import { isFreeing, notAnAddress } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
 import { ReleasedRanges } from "../_released.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
+import { libcOs, mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
 
 /**
  * The block sizes of {@linkcode SegregatedAllocator}, smallest first: multiples of 16 up to 128,
@@ -342,7 +342,7 @@ export class SegregatedAllocator implements Allocator {
         `Cannot use spanCacheBytes ${this.#cacheLimit}: it must be a non-negative integer or Infinity`,
       );
     }
-    this.#large = new Mappings(this.#pageSize, { label: "large block" });
+    this.#large = new Mappings(libcOs, { label: "large block" });
     this.#classes = SIZE_CLASSES.map((size, index) => {
       const pages = Math.ceil((MIN_BLOCKS_PER_SPAN * size) / this.#pageSize);
       const spanLength = pages * this.#pageSize;

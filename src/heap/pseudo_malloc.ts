@@ -79,6 +79,7 @@ import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
 import {
   addressFrom,
   adviseDontNeed,
+  libcOs,
   mapMemory,
   memoryView,
   pageSize,
@@ -304,7 +305,7 @@ export class PseudoMalloc implements Allocator {
    */
   constructor(options: PseudoMallocOptions = {}) {
     this.#pageSize = pageSize();
-    this.#large = new Mappings(this.#pageSize, { label: "large block", cache: true });
+    this.#large = new Mappings(libcOs, { label: "large block", cache: true });
     this.#arenaSize = options.arenaSize ?? DEFAULT_ARENA_SIZE;
     this.#arenaScale = 1 / this.#arenaSize;
     this.#minBlockSize = options.minBlockSize ?? DEFAULT_MIN_BLOCK_SIZE;
