@@ -294,7 +294,27 @@ export class BuddyAllocator {
    */
   alloc(size: number): number {
     const order = this.orderFor(size);
-    if (order < 0) return -1;
+    return order < 0 ? -1 : this.allocOrder(order);
+  }
+
+  /**
+   * Allocates a block of `order` (`minBlockSize << order` bytes), for a caller that knows the
+   * order already: {@linkcode BuddyAllocator.prototype.alloc} without the size check.
+   *
+   * @param order From 0 to `maxOrder`.
+   * @returns The block's offset, or -1 when no free block is large enough.
+   *
+   * @example A 64-byte block
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024, minBlockSize: 16 });
+   * assert.equal(buddy.allocOrder(2), 0);
+   * assert.equal(buddy.blockSize(0), 64);
+   * ```
+   */
+  allocOrder(order: number): number {
     // 1. Find the smallest order at or above the request that has a free block.
     let k = order;
     while (this.#heads[k] === NIL) {

@@ -1,0 +1,365 @@
+// The heap's state and its slow paths: everything `PseudoMalloc`'s fast paths leave out.
+//
+// `PseudoMalloc` (pseudo_malloc.ts) serves the common case inline: a small block popped from or
+// pushed onto the block cache. Every other case comes here, through `outOfLine`: checks and
+// errors, an empty or full cache, new arenas, large blocks, blocks of arenas above 2^31. The
+// fast paths hand down what they already computed (a block's order, the arena they found), so
+// nothing is worked out twice on the way down.
+//
+// Rules of this file (docs/hot_paths.md says why):
+// - `outOfLine` is one function, larger than V8 inlines (460 bytes of bytecode), so a hot loop
+//   that inlines `malloc` and `free` never inlines the slow paths with them. Kept apart, V8
+//   inlined them wherever they had run often, and the loop's fast paths got slower (a 64-byte
+//   malloc + free pair: 14 ns instead of 11).
+// - Every system call comes before the state it changes, or its failure puts the state back:
+//   after an `OsError` or `OutOfMemoryError` the heap validates, every live block keeps its
+//   contents, and the call can be made again.
+// - No call goes back up into a public method of `PseudoMalloc` (its debug hooks wrap those).
+
+import type { Os } from "../../ffi/os.ts";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  hex,
+  InvalidAddressError,
+  OutOfMemoryError,
+} from "../errors.ts";
+import { Counters } from "../_counters.ts";
+import { isFreeing, notAnAddress } from "../_checks.ts";
+import { Mappings } from "../_mappings.ts";
+import { callocSize, checkSize } from "../_size.ts";
+import { type Arena, Arenas } from "./_arenas.ts";
+import { BlockCache, CACHE_DEPTH } from "./_block_cache.ts";
+import type { HeapConfig } from "./_options.ts";
+import { TagTable } from "./_tag_table.ts";
+
+/** What `outOfLine` is called for: `a` and `b` are its arguments, as each call says. */
+export type OutOfLine = typeof MALLOC | typeof CALLOC | typeof FREE;
+/** `malloc(a)`; `b` is the order the fast path computed, or -1. */
+export const MALLOC = 0;
+/** `calloc(a, b)`. */
+export const CALLOC = 1;
+/** `free(a)`; `b` is the index of the arena the fast path found, or -1. */
+export const FREE = 2;
+
+const NAMES = ["malloc", "calloc", "free"] as const;
+
+/** A heap's state and slow paths; see the file comment. */
+export class HeapCore {
+  readonly config: HeapConfig;
+  readonly os: Os;
+  readonly arenas: Arenas;
+  readonly cache: BlockCache;
+  readonly tags: TagTable;
+  readonly large: Mappings;
+  readonly counters: Counters = new Counters();
+  closed = false;
+  /** Bytes of arenas and large mappings. */
+  mapped = 0;
+  /** Called when the shadow tag table appears or goes: the fast paths hold it directly. */
+  onTableChange: () => void = () => {};
+
+  /** @param config The checked options. */
+  constructor(config: HeapConfig) {
+    this.config = config;
+    this.os = config.os;
+    this.tags = new TagTable(config.os, config.minShift, config.threshold >= 0x10000);
+    this.arenas = new Arenas(config, config.os, this.tags, config.lowAddresses);
+    const orders = Math.log2(config.arenaSize / config.minBlockSize) + 1;
+    const largest = config.threshold === 0 ? -1 : this.orderOf(config.threshold - 1);
+    this.cache = new BlockCache(orders, config.minBlockSize, largest);
+    this.large = new Mappings(config.os, { label: "large block", cache: true });
+  }
+
+  /** The order of the block that serves `size` bytes (`size` below the threshold). */
+  orderOf(size: number): number {
+    // ceil(log2(size)) - log2(minBlockSize): 100 -> 7 - 4 = 3, a 128-byte block.
+    const { minBlockSize, minShift } = this.config;
+    return size <= minBlockSize ? 0 : 32 - Math.clz32(size - 1) - minShift;
+  }
+
+  /**
+   * Everything the fast paths of `malloc`, `calloc` and `free` leave out (see `OutOfLine` for the
+   * arguments). It handles every case completely: the fast paths are shortcuts of it.
+   */
+  outOfLine(call: OutOfLine, a: number, b: number): number {
+    if (this.closed) throw new HeapClosedError(NAMES[call]);
+    const threshold = this.config.threshold;
+    if (call === MALLOC) {
+      checkSize(a, "allocate");
+      const address = a < threshold
+        ? this.mallocSmall(a, b >= 0 ? b : this.orderOf(a))
+        : this.mallocLarge(a, false);
+      this.counters.notePeaks(this.mapped);
+      return address;
+    }
+    if (call === CALLOC) {
+      const total = callocSize(a, b);
+      // A fresh mapping is already zero: no memset for a large block.
+      const address = total < threshold
+        ? this.callocSmall(total, this.orderOf(total))
+        : this.mallocLarge(total, true);
+      this.counters.notePeaks(this.mapped);
+      return address;
+    }
+    // FREE: a block of an arena above 2^31, a large block, a full cache, or an error.
+    if (a === 0) return 0;
+    if (typeof a !== "number") throw notAnAddress(a, "free");
+    const arena = b >= 0 ? this.arenas.list[b]! : this.arenas.arenaOf(a);
+    if (arena === undefined) {
+      this.freeLarge(a);
+      return 0;
+    }
+    const offset = a - arena.base;
+    const tag = this.arenas.tagOf(arena, offset);
+    if (tag === 0) throw this.smallRejection(arena, offset, "free");
+    this.freeSmall(arena, offset, tag);
+    return 0;
+  }
+
+  // --- small blocks -----------------------------------------------------------------------------
+
+  /** Allocates a small block of `order`: from the cache when it has one, else from a buddy. */
+  mallocSmall(size: number, order: number): number {
+    const top = order * CACHE_DEPTH + this.cache.count[order]! - 1;
+    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, order);
+    const arena = this.cache.arenaOf(top, this.arenas);
+    const offset = this.cache.offsetOf(top, arena);
+    this.cache.count[order]!--;
+    arena.tags[offset >>> this.config.minShift] = size + 1;
+    this.counters.allocated(size);
+    return arena.base + offset;
+  }
+
+  /** A small block of `total` bytes and `order`, zeroed: all of the block, not only `total`. */
+  callocSmall(total: number, order: number): number {
+    const address = this.mallocSmall(total, order);
+    const arena = this.arenas.arenaOf(address)!;
+    const offset = address - arena.base;
+    arena.bytes.fill(0, offset, offset + (this.config.minBlockSize << order));
+    return address;
+  }
+
+  /** Splits a block off the current arena, or off another arena with room (maybe a new one). */
+  #mallocFresh(size: number, order: number): number {
+    let arena = this.arenas.current ?? this.#arenaWithRoom(size, order);
+    let offset = arena.buddy.allocOrder(order);
+    if (offset < 0) {
+      arena = this.#arenaWithRoom(size, order);
+      offset = arena.buddy.allocOrder(order);
+    }
+    arena.tags[offset >>> this.config.minShift] = size + 1;
+    this.counters.allocated(size);
+    return arena.base + offset;
+  }
+
+  /**
+   * An arena with a free block of `order`; it becomes current. Flushes the cache into the buddies
+   * before mapping a new arena or giving up, so that cached blocks never cost memory.
+   */
+  #arenaWithRoom(size: number, order: number): Arena {
+    const needed = this.config.minBlockSize << order;
+    let found = this.arenas.withRoom(needed);
+    if (found === undefined && this.cache.bytes() > 0) {
+      this.cache.flush(this.arenas);
+      found = this.arenas.withRoom(needed);
+    }
+    if (found === undefined) {
+      const { maxArenas } = this.config;
+      if (this.arenas.list.length >= maxArenas) {
+        throw new OutOfMemoryError(
+          `Cannot allocate ${size} bytes: all ${this.arenas.list.length} arenas are full (maxArenas is ${maxArenas})`,
+        );
+      }
+      const hadTable = this.tags.tags !== undefined;
+      found = this.arenas.map();
+      this.syncMapped();
+      if (!hadTable && this.tags.tags !== undefined) this.onTableChange();
+    }
+    this.arenas.current = found;
+    return found;
+  }
+
+  /**
+   * Frees the live block at `offset` of `arena`, whose tag is `tag`: onto its order's cache when
+   * that has room, else back to the buddy, which merges it.
+   */
+  freeSmall(arena: Arena, offset: number, tag: number): void {
+    arena.tags[offset >>> this.config.minShift] = 0;
+    this.counters.freed(tag - 1);
+    const order = this.orderOf(tag - 1);
+    const count = this.cache.count[order]!;
+    if (count < this.cache.limit[order]!) this.cache.park(arena, offset, order, count);
+    else arena.buddy.free(offset, arena.base);
+  }
+
+  /**
+   * The error for a small-arena offset with no live block: a cached block was freed already;
+   * anything else the buddy explains (free space, interior, misaligned).
+   */
+  smallRejection(arena: Arena, offset: number, verb: string): Error {
+    if (arena.buddy.orderAt(offset) >= 0) {
+      const address = arena.base + offset;
+      const message = `Cannot ${verb} ${hex(address)}: this block was already freed`;
+      return isFreeing(verb)
+        ? new DoubleFreeError(message, address)
+        : new InvalidAddressError(message, address);
+    }
+    return arena.buddy.rejection(offset, verb, arena.base);
+  }
+
+  // --- large blocks -----------------------------------------------------------------------------
+
+  /** Maps a large block; `zeroed`: always a fresh mapping (a cached one keeps old contents). */
+  mallocLarge(size: number, zeroed: boolean): number {
+    const address = zeroed ? this.large.mapZeroed(size) : this.large.map(size);
+    this.counters.allocated(size);
+    this.syncMapped();
+    return address;
+  }
+
+  /** Frees a large block (or throws, changing nothing, for an address that is not one). */
+  freeLarge(address: number): void {
+    this.counters.freed(this.large.unmap(address));
+    this.syncMapped();
+  }
+
+  // --- realloc ----------------------------------------------------------------------------------
+
+  /** `realloc` of a live block (address a number, size above 0: C's edge cases are done). */
+  realloc(address: number, size: number): number {
+    const arena = this.arenas.arenaOf(address);
+    const moved = arena !== undefined
+      ? this.#reallocSmall(arena, address, size)
+      : this.#reallocLarge(address, size);
+    this.counters.notePeaks(this.mapped);
+    return moved;
+  }
+
+  #reallocSmall(arena: Arena, address: number, size: number): number {
+    const offset = address - arena.base;
+    const tag = this.arenas.tagOf(arena, offset);
+    if (tag === 0) throw this.smallRejection(arena, offset, "reallocate");
+    const order = this.orderOf(tag - 1);
+    const small = size < this.config.threshold;
+    const wanted = small ? this.orderOf(size) : -1;
+    if (small && wanted <= order) {
+      // In place; a smaller order gives the block's unneeded upper halves back to the buddy.
+      if (wanted < order) arena.buddy.resize(offset, size, arena.base);
+      this.counters.liveBytes += size - (tag - 1);
+      arena.tags[offset >>> this.config.minShift] = size + 1;
+      return address;
+    }
+    // Move: allocate first, so that a failure leaves the old block untouched.
+    const moved = small ? this.mallocSmall(size, wanted) : this.mallocLarge(size, false);
+    const kept = Math.min(this.config.minBlockSize << order, size);
+    if (this.arenas.arenaOf(moved) === arena) {
+      // Within one arena: copyWithin makes no view objects.
+      arena.bytes.copyWithin(moved - arena.base, offset, offset + kept);
+    } else {
+      this.view(moved, kept).set(arena.bytes.subarray(offset, offset + kept));
+    }
+    this.freeSmall(arena, offset, tag);
+    return moved;
+  }
+
+  #reallocLarge(address: number, size: number): number {
+    const length = this.large.lengthOf(address);
+    if (length < 0) throw this.large.rejection(address, "reallocate");
+    if (size < this.config.threshold) {
+      const moved = this.mallocSmall(size, this.orderOf(size));
+      this.view(moved, size).set(this.large.view(address, size));
+      try {
+        this.freeLarge(address);
+      } catch (error) {
+        // munmap refused: the old block stays live, the new one goes.
+        const arena = this.arenas.arenaOf(moved)!;
+        this.freeSmall(arena, moved - arena.base, size + 1);
+        throw error;
+      }
+      return moved;
+    }
+    const before = this.large.requestedBytes;
+    const moved = this.large.resize(address, size);
+    this.syncMapped();
+    this.counters.liveBytes += this.large.requestedBytes - before;
+    if (moved !== address) {
+      this.counters.totalAllocations++;
+      this.counters.totalFrees++;
+    }
+    return moved;
+  }
+
+  // --- shared -----------------------------------------------------------------------------------
+
+  /** A view of `length` bytes at a live block's address (checked by the caller). */
+  view(address: number, length: number): Uint8Array {
+    const arena = this.arenas.arenaOf(address);
+    if (arena !== undefined) {
+      const offset = address - arena.base;
+      return arena.bytes.subarray(offset, offset + length);
+    }
+    return this.large.view(address, length);
+  }
+
+  /** Recounts the bytes taken from the OS, after a mapping changed. */
+  syncMapped(): void {
+    this.mapped = this.arenas.mappedBytes + this.large.mappedBytes + this.large.cachedBytes;
+  }
+
+  /** Bytes of the blocks behind live allocations: what is mapped, less what is free or cached. */
+  allocatedBytes(): number {
+    let free = 0;
+    for (const arena of this.arenas.list) free += arena.buddy.freeBytes;
+    return this.mapped - free - this.cache.bytes() - this.large.cachedBytes;
+  }
+
+  // --- giving memory back -----------------------------------------------------------------------
+
+  /** See `PseudoMalloc.trim`. Throws `OsError` when `munmap` fails, with every record true. */
+  trim(): number {
+    this.cache.flush(this.arenas);
+    try {
+      return this.arenas.unmapEmpty() + this.large.trim();
+    } finally {
+      this.syncMapped();
+    }
+  }
+
+  /**
+   * Unmaps everything. When `munmap` fails it throws `OsError` and the heap stays open: what was
+   * unmapped is freed (the counters are recounted from what is left), the rest is intact.
+   */
+  close(): void {
+    this.cache.flush(this.arenas);
+    try {
+      this.arenas.close();
+      this.large.close();
+    } catch (error) {
+      this.#recount();
+      if (this.tags.tags === undefined) this.onTableChange();
+      throw error;
+    } finally {
+      this.syncMapped();
+    }
+    this.closed = true;
+    this.onTableChange();
+  }
+
+  /** Sets the live counters from the blocks that are left (after a close that failed halfway). */
+  #recount(): void {
+    let live = this.large.count;
+    let bytes = this.large.requestedBytes;
+    for (const arena of this.arenas.list) {
+      for (let slot = 0; slot < arena.tags.length; slot++) {
+        const tag = arena.tags[slot]!;
+        if (tag !== 0) {
+          live++;
+          bytes += tag - 1;
+        }
+      }
+    }
+    this.counters.totalFrees = this.counters.totalAllocations - live;
+    this.counters.liveBytes = bytes;
+  }
+}
