@@ -78,19 +78,13 @@ export type {
   SegregatedSpan,
   SegregatedStats,
 } from "./src/family/segregated_allocator.ts";
-export {
-  C_ALLOCATOR_DEFINITIONS,
-  CAllocator,
-  cAllocator,
-  LuaAllocator,
-  luaAllocator,
-  ZlibAllocator,
-  zlibAllocator,
-} from "./src/c/c_allocator.ts";
+export { C_ALLOCATOR_DEFINITIONS, CAllocator, cAllocator } from "./src/c/c_allocator.ts";
 export type {
   CAllocatorCallbacks,
   CAllocatorFunction,
   CAllocatorOptions,
   CAllocatorStats,
-  ZlibAllocatorCallbacks,
 } from "./src/c/c_allocator.ts";
+export { ZlibAllocator, zlibAllocator } from "./src/c/zlib_allocator.ts";
+export type { ZlibAllocatorCallbacks } from "./src/c/zlib_allocator.ts";
+export { LuaAllocator, luaAllocator } from "./src/c/lua_allocator.ts";

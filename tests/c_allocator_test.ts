@@ -6,6 +6,8 @@ import {
   C_ALLOCATOR_DEFINITIONS,
   cAllocator,
   type CAllocatorFunction,
+  type CAllocatorOptions,
+  type CAllocatorStats,
   DoubleFreeError,
   FirstFitAllocator,
   HeapClosedError,
@@ -467,4 +469,198 @@ Deno.test({
     assert.equal(buffers.stats().liveAllocations, 0);
     small.validate();
   },
+});
+
+// The lifecycle every adapter shares (src/c/_callbacks.ts), seen through each adapter.
+
+/** Runs `fn` with `Deno.UnsafeCallback.prototype.close` recording each callback it closes. */
+function recordingCloses(fn: (closed: Deno.UnsafeCallback[]) => void): void {
+  const prototype = Deno.UnsafeCallback.prototype;
+  const original = prototype.close;
+  const closed: Deno.UnsafeCallback[] = [];
+  prototype.close = function (this: Deno.UnsafeCallback) {
+    closed.push(this);
+    original.call(this);
+  };
+  try {
+    fn(closed);
+  } finally {
+    prototype.close = original;
+  }
+}
+
+Deno.test("adapters: close() closes every callback of the adapter exactly once", () => {
+  using heap = new PseudoMalloc();
+  recordingCloses((closed) => {
+    const c = cAllocator(heap);
+    const z = zlibAllocator(heap);
+    const lua = luaAllocator(heap, { threadSafe: true });
+    const cases = [
+      { name: "cAllocator", adapter: c, callbacks: Object.values(c.callbacks), count: 5 },
+      { name: "zlibAllocator", adapter: z, callbacks: Object.values(z.callbacks), count: 2 },
+      { name: "luaAllocator", adapter: lua, callbacks: [lua.callback], count: 1 },
+    ];
+    for (const { name, adapter, callbacks, count } of cases) {
+      closed.length = 0;
+      assert.equal(adapter.closed, false, name);
+      adapter.close();
+      adapter.close();
+      adapter[Symbol.dispose]();
+      assert.equal(adapter.closed, true, name);
+      assert.equal(closed.length, count, `${name} closed ${closed.length} callbacks`);
+      assert.equal(new Set(closed).size, count, `${name} closed each callback once`);
+      for (const callback of callbacks) assert.ok(closed.includes(callback), name);
+    }
+  });
+});
+
+Deno.test("CallbackSet: closes what it made once, keeps its stats, makes nothing once closed", async () => {
+  const { CallbackSet } = await import("../src/c/_callbacks.ts");
+  recordingCloses((closed) => {
+    const set = new CallbackSet({});
+    const made = [
+      set.make(defs.free, () => {}),
+      set.make(defs.malloc, () => 0),
+      set.make(defs.zfree, () => {}),
+    ];
+    set.guard.calls = 3;
+    set.close();
+    set.close();
+    assert.equal(set.closed, true);
+    assert.deepEqual(closed, made);
+    assert.equal(set.stats().calls, 3);
+    assert.throws(() => set.make(defs.free, () => {}), /Cannot make a callback: .* closed/);
+    assert.equal(closed.length, 3);
+  });
+});
+
+/** The three C calls, the way each adapter's C side makes them (zlib has no realloc). */
+interface CSide extends Disposable {
+  name: string;
+  malloc(size: number): number;
+  free(address: number): void;
+  realloc?(address: number, size: number): number;
+  stats(): CAllocatorStats;
+}
+
+const ADAPTERS = ["cAllocator", "zlibAllocator", "luaAllocator"] as const;
+
+/** The C side of adapter `name` over `allocator`. */
+function cSide(
+  name: (typeof ADAPTERS)[number],
+  allocator: Allocator,
+  options: CAllocatorOptions,
+): CSide {
+  if (name === "cAllocator") {
+    const c = cAllocator(allocator, options);
+    return { name, ...fromC(c), stats: () => c.stats(), [Symbol.dispose]: () => c.close() };
+  }
+  if (name === "zlibAllocator") {
+    const z = zlibAllocator(allocator, options);
+    const zalloc = new Deno.UnsafeFnPointer(z.zalloc, defs.zalloc);
+    const zfree = new Deno.UnsafeFnPointer(z.zfree, defs.zfree);
+    return {
+      name,
+      malloc: (size) => Number(zalloc.call(0n, 1, size)),
+      free: (address) => zfree.call(0n, BigInt(address)),
+      stats: () => z.stats(),
+      [Symbol.dispose]: () => z.close(),
+    };
+  }
+  const lua = luaAllocator(allocator, options);
+  const alloc = new Deno.UnsafeFnPointer(lua.alloc, defs.luaAlloc);
+  const call = (ptr: number, nsize: number) =>
+    Number(alloc.call(0n, BigInt(ptr), 0n, BigInt(nsize)));
+  return {
+    name,
+    malloc: (size) => call(0, size),
+    free: (address) => void call(address, 0),
+    realloc: (address, size) => call(address, size),
+    stats: () => lua.stats(),
+    [Symbol.dispose]: () => lua.close(),
+  };
+}
+
+Deno.test("adapters: the same calls are counted the same through every adapter", () => {
+  const seenBy = new Map<string, string[]>();
+  for (const name of ADAPTERS) {
+    using heap = new PseudoMalloc();
+    const { seen, onError } = recorder();
+    using side = cSide(name, heap, { onError });
+    const a = side.malloc(40);
+    const b = side.malloc(5000);
+    side.free(a);
+    side.free(a); // a double free
+    side.free(0); // free(NULL)
+    side.free(b);
+    side.free(0x1234_5670); // an address the heap never returned
+    assert.deepEqual(
+      side.stats(),
+      { calls: 7, errors: 2, outOfMemory: 0, allocations: 2, frees: 2 },
+      side.name,
+    );
+    seenBy.set(side.name, seen.map(({ error }) => error.name));
+    assert.equal(heap.stats().liveAllocations, 0, side.name);
+    heap.validate();
+  }
+  for (const [name, errors] of seenBy) {
+    assert.deepEqual(errors, ["DoubleFreeError", "InvalidFreeError"], name);
+  }
+});
+
+Deno.test("adapters: out of memory and realloc are counted the same through every adapter", () => {
+  for (const name of ADAPTERS) {
+    // One 4 KiB arena serving every size: two 2000-byte blocks fill it.
+    using heap = new PseudoMalloc({ maxArenas: 1, arenaSize: 4096, mmapThreshold: 4096 });
+    const { seen, onError } = recorder();
+    using side = cSide(name, heap, { onError });
+    const a = side.malloc(2000);
+    const b = side.malloc(2000);
+    assert.ok(a !== 0 && b !== 0, side.name);
+    assert.equal(side.malloc(16), 0, side.name);
+    let c: number;
+    if (side.realloc) {
+      assert.equal(side.realloc(a, 3000), 0, side.name); // fails, a intact
+      assert.equal(side.realloc(a, 0), 0, side.name); // frees a
+      c = side.realloc(0, 100); // allocates
+    } else {
+      side.free(a);
+      c = side.malloc(100);
+    }
+    assert.ok(c !== 0, side.name);
+    side.free(b);
+    side.free(c);
+    const expected = side.realloc
+      ? { calls: 8, errors: 0, outOfMemory: 2, allocations: 3, frees: 3 }
+      : { calls: 7, errors: 0, outOfMemory: 1, allocations: 3, frees: 3 };
+    assert.deepEqual(side.stats(), expected, side.name);
+    assert.equal(seen.length, 0, `${side.name}: running out of memory is not misuse`);
+    assert.equal(heap.stats().liveAllocations, 0, side.name);
+    heap.validate();
+  }
+});
+
+Deno.test("adapters: each adapter's default onError prints its own first error", () => {
+  using heap = new PseudoMalloc();
+  const printed: unknown[][] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    const sides = ADAPTERS.map((name) => cSide(name, heap, {}));
+    for (const side of sides) {
+      side.free(0x1234_5670);
+      side.free(0x1234_5670);
+    }
+    for (const side of sides) {
+      assert.equal(side.stats().errors, 2, side.name);
+      side[Symbol.dispose]();
+    }
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(printed.map((args) => /misused the heap in (\w+)/.exec(String(args[0]))?.[1]), [
+    "free",
+    "zfree",
+    "lua_Alloc",
+  ]);
 });
