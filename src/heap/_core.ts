@@ -14,7 +14,8 @@
 // - Every system call comes before the state it changes, or its failure puts the state back:
 //   after an `OsError` or `OutOfMemoryError` the heap validates, every live block keeps its
 //   contents, and the call can be made again.
-// - No call goes back up into a public method of `PseudoMalloc` (its debug hooks wrap those).
+// - No call goes back up into a public method of `PseudoMalloc` (its debug hooks wrap those);
+//   realloc allocates and frees through `outOfLine`, the complete path.
 
 import type { Os } from "../../ffi/os.ts";
 import {
@@ -85,20 +86,22 @@ export class HeapCore {
   outOfLine(call: OutOfLine, a: number, b: number): number {
     if (this.closed) throw new HeapClosedError(NAMES[call]);
     const threshold = this.config.threshold;
-    if (call === MALLOC) {
-      checkSize(a, "allocate");
-      const address = a < threshold
-        ? this.mallocSmall(a, b >= 0 ? b : this.orderOf(a))
-        : this.mallocLarge(a, false);
-      this.counters.notePeaks(this.mapped);
-      return address;
-    }
-    if (call === CALLOC) {
-      const total = callocSize(a, b);
-      // A fresh mapping is already zero: no memset for a large block.
-      const address = total < threshold
-        ? this.callocSmall(total, this.orderOf(total))
-        : this.mallocLarge(total, true);
+    if (call !== FREE) {
+      let address: number;
+      if (call === MALLOC) {
+        checkSize(a, "allocate");
+        address = a < threshold
+          ? this.mallocSmall(a, b >= 0 ? b : this.orderOf(a))
+          : this.large.map(a);
+      } else {
+        a = callocSize(a, b);
+        // A fresh mapping is already zero: no memset for a large block.
+        address = a < threshold ? this.callocSmall(a, this.orderOf(a)) : this.large.mapZeroed(a);
+      }
+      if (a >= threshold) {
+        this.counters.allocated(a);
+        this.syncMapped();
+      }
       this.counters.notePeaks(this.mapped);
       return address;
     }
@@ -107,13 +110,19 @@ export class HeapCore {
     if (typeof a !== "number") throw notAnAddress(a, "free");
     const arena = b >= 0 ? this.arenas.list[b]! : this.arenas.arenaOf(a);
     if (arena === undefined) {
-      this.freeLarge(a);
+      this.counters.freed(this.large.unmap(a));
+      this.syncMapped();
       return 0;
     }
     const offset = a - arena.base;
     const tag = this.arenas.tagOf(arena, offset);
     if (tag === 0) throw this.smallRejection(arena, offset, "free");
-    this.freeSmall(arena, offset, tag);
+    arena.tags[offset >>> this.config.minShift] = 0;
+    this.counters.freed(tag - 1);
+    const order = this.orderOf(tag - 1);
+    const count = this.cache.count[order]!;
+    if (count < this.cache.limit[order]!) this.cache.park(arena, offset, order, count);
+    else arena.buddy.free(offset, arena.base); // the cache is full: the buddy merges the block
     return 0;
   }
 
@@ -181,19 +190,6 @@ export class HeapCore {
   }
 
   /**
-   * Frees the live block at `offset` of `arena`, whose tag is `tag`: onto its order's cache when
-   * that has room, else back to the buddy, which merges it.
-   */
-  freeSmall(arena: Arena, offset: number, tag: number): void {
-    arena.tags[offset >>> this.config.minShift] = 0;
-    this.counters.freed(tag - 1);
-    const order = this.orderOf(tag - 1);
-    const count = this.cache.count[order]!;
-    if (count < this.cache.limit[order]!) this.cache.park(arena, offset, order, count);
-    else arena.buddy.free(offset, arena.base);
-  }
-
-  /**
    * The error for a small-arena offset with no live block: a cached block was freed already;
    * anything else the buddy explains (free space, interior, misaligned).
    */
@@ -206,22 +202,6 @@ export class HeapCore {
         : new InvalidAddressError(message, address);
     }
     return arena.buddy.rejection(offset, verb, arena.base);
-  }
-
-  // --- large blocks -----------------------------------------------------------------------------
-
-  /** Maps a large block; `zeroed`: always a fresh mapping (a cached one keeps old contents). */
-  mallocLarge(size: number, zeroed: boolean): number {
-    const address = zeroed ? this.large.mapZeroed(size) : this.large.map(size);
-    this.counters.allocated(size);
-    this.syncMapped();
-    return address;
-  }
-
-  /** Frees a large block (or throws, changing nothing, for an address that is not one). */
-  freeLarge(address: number): void {
-    this.counters.freed(this.large.unmap(address));
-    this.syncMapped();
   }
 
   // --- realloc ----------------------------------------------------------------------------------
@@ -251,7 +231,7 @@ export class HeapCore {
       return address;
     }
     // Move: allocate first, so that a failure leaves the old block untouched.
-    const moved = small ? this.mallocSmall(size, wanted) : this.mallocLarge(size, false);
+    const moved = this.outOfLine(MALLOC, size, wanted);
     const kept = Math.min(this.config.minBlockSize << order, size);
     if (this.arenas.arenaOf(moved) === arena) {
       // Within one arena: copyWithin makes no view objects.
@@ -259,7 +239,7 @@ export class HeapCore {
     } else {
       this.view(moved, kept).set(arena.bytes.subarray(offset, offset + kept));
     }
-    this.freeSmall(arena, offset, tag);
+    this.outOfLine(FREE, address, arena.index);
     return moved;
   }
 
@@ -267,14 +247,12 @@ export class HeapCore {
     const length = this.large.lengthOf(address);
     if (length < 0) throw this.large.rejection(address, "reallocate");
     if (size < this.config.threshold) {
-      const moved = this.mallocSmall(size, this.orderOf(size));
+      const moved = this.outOfLine(MALLOC, size, -1);
       this.view(moved, size).set(this.large.view(address, size));
       try {
-        this.freeLarge(address);
+        this.outOfLine(FREE, address, -1);
       } catch (error) {
-        // munmap refused: the old block stays live, the new one goes.
-        const arena = this.arenas.arenaOf(moved)!;
-        this.freeSmall(arena, moved - arena.base, size + 1);
+        this.outOfLine(FREE, moved, -1); // munmap refused: the old block stays, the new one goes
         throw error;
       }
       return moved;

@@ -1,0 +1,221 @@
+// PseudoMalloc when the OS says no: every system call it makes, failed at each point with a
+// fault-injecting OS (tests/_faulty_os.ts). After each failure the error is typed, `validate()`
+// passes, every live block keeps its contents, and the same call succeeds once the OS heals.
+
+import assert from "node:assert/strict";
+import { HeapClosedError, OsError, OutOfMemoryError, PseudoMalloc } from "../mod.ts";
+import type { OsCall } from "../ffi/os.ts";
+import { FaultyOs } from "./_faulty_os.ts";
+
+const KiB = 1 << 10;
+const MiB = 1 << 20;
+
+/** Live blocks with a pattern each, checked after every failure. */
+class Patterns {
+  #blocks = new Map<number, number>(); // address -> size
+  constructor(readonly heap: PseudoMalloc) {}
+  add(address: number, size: number): number {
+    this.#blocks.set(address, size);
+    this.heap.bytes(address, size).fill(address % 251);
+    return address;
+  }
+  remove(address: number): void {
+    this.#blocks.delete(address);
+  }
+  /** Forgets the blocks that are no longer live (a close that failed halfway freed them). */
+  forgetGone(): void {
+    const live = new Set(this.heap.liveAllocations().map((block) => block.address));
+    for (const address of this.#blocks.keys()) if (!live.has(address)) this.#blocks.delete(address);
+  }
+  check(): void {
+    for (const [address, size] of this.#blocks) {
+      const bytes = this.heap.bytes(address, size);
+      assert.ok(bytes.every((byte) => byte === address % 251), `block ${address} changed`);
+    }
+    assert.equal(this.heap.stats().liveAllocations, this.#blocks.size);
+  }
+}
+
+/**
+ * Fails the n-th `call` of `act` for n = 0, 1, ... until `act` makes fewer than n + 1 such calls.
+ * `setup` builds a fresh heap each time; after a failure `check` runs, then `act` is retried on the
+ * healed OS and must succeed. Returns how many points were failed.
+ */
+function sweep(
+  call: OsCall,
+  setup: (os: FaultyOs) => { heap: PseudoMalloc; patterns: Patterns },
+  act: (heap: PseudoMalloc, patterns: Patterns) => void,
+  errorType: typeof OsError | typeof OutOfMemoryError,
+): number {
+  for (let n = 0;; n++) {
+    const os = new FaultyOs();
+    const { heap, patterns } = setup(os);
+    os.fail(call, n);
+    try {
+      act(heap, patterns);
+    } catch (error) {
+      assert.ok(os.failed, `an error without a fault: ${error}`);
+      assert.ok(error instanceof errorType, `${call} #${n}: ${error}`);
+      assert.equal((error as OsError | OutOfMemoryError).errno, 12);
+      heap.validate();
+      patterns.check();
+      os.heal();
+      act(heap, patterns); // the same call again, now that the OS agrees
+    }
+    const reached = os.failed;
+    os.heal();
+    try {
+      heap.validate();
+      patterns.check();
+    } catch (error) {
+      if (!(error instanceof HeapClosedError)) throw error; // `act` closed the heap
+    }
+    heap.close();
+    assert.equal(os.mappedBytes, 0, `${call} #${n}: a mapping leaked`);
+    if (!reached) return n; // `act` makes n such calls: all of them were failed
+  }
+}
+
+function fresh(options: ConstructorParameters<typeof PseudoMalloc>[0] = {}) {
+  return (os: FaultyOs) => {
+    const heap = new PseudoMalloc({ ...options, os });
+    const patterns = new Patterns(heap);
+    patterns.add(heap.malloc(40), 40);
+    patterns.add(heap.malloc(5000), 5000);
+    return { heap, patterns };
+  };
+}
+
+Deno.test("PseudoMalloc: a failed mmap in malloc, calloc and realloc throws OutOfMemoryError", () => {
+  const large = (heap: PseudoMalloc, patterns: Patterns) => {
+    patterns.add(heap.malloc(100 * KiB), 100 * KiB);
+  };
+  assert.ok(sweep("map", fresh(), large, OutOfMemoryError) >= 1);
+  const zeroed = (heap: PseudoMalloc, patterns: Patterns) => {
+    const address = heap.calloc(1000, 100);
+    assert.ok(heap.bytes(address, 100_000).every((byte) => byte === 0));
+    patterns.add(address, 100_000);
+  };
+  assert.ok(sweep("map", fresh(), zeroed, OutOfMemoryError) >= 1);
+  // realloc of a small block to a large one: the new mapping is made first.
+  const grow = (heap: PseudoMalloc, patterns: Patterns) => {
+    const small = patterns.add(heap.malloc(100), 100);
+    const moved = heap.realloc(small, 50_000);
+    patterns.remove(small);
+    patterns.add(moved, 50_000);
+  };
+  assert.ok(sweep("map", fresh(), grow, OutOfMemoryError) >= 1);
+});
+
+Deno.test("PseudoMalloc: a failed mremap in realloc leaves the large block as it was", () => {
+  let address = 0;
+  const points = sweep("remap", (os) => {
+    const { heap, patterns } = fresh()(os);
+    address = patterns.add(heap.malloc(64 * KiB), 64 * KiB);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    const moved = heap.realloc(address, 4 * MiB);
+    patterns.remove(address);
+    address = patterns.add(moved, 4 * MiB);
+  }, OutOfMemoryError);
+  assert.ok(points >= 1);
+});
+
+Deno.test("PseudoMalloc: a failed arena mapping throws OutOfMemoryError, low or not", () => {
+  // The second arena: 64 KiB arenas, so that 1 KiB blocks fill the first one quickly.
+  const options = { arenaSize: 64 * KiB, mmapThreshold: 2 * KiB };
+  const fill = (heap: PseudoMalloc, patterns: Patterns) => {
+    for (let i = 0; i < 70; i++) patterns.add(heap.malloc(1000), 1000);
+  };
+  assert.ok(sweep("map", fresh({ ...options, lowAddresses: false }), fill, OutOfMemoryError) >= 1);
+  assert.ok(sweep("mapAt", fresh(options), fill, OutOfMemoryError) >= 1);
+});
+
+Deno.test("PseudoMalloc: a refused tag table reservation maps arenas anywhere", () => {
+  const os = new FaultyOs().fail("reserve", 0, { sticky: true });
+  using heap = new PseudoMalloc({ os });
+  const patterns = new Patterns(heap);
+  const addresses = Array.from({ length: 100 }, (_, i) => patterns.add(heap.malloc(i + 1), i + 1));
+  assert.ok(os.failed);
+  assert.ok(heap.stats().arenaDetails[0]!.address >= 2 ** 31, "the arena is not in the window");
+  heap.validate();
+  patterns.check();
+  for (const address of addresses) heap.free(address);
+  heap.validate();
+});
+
+Deno.test("PseudoMalloc: a failed munmap in free keeps the large block live", () => {
+  // 16 MiB is above the release cache's 8 MiB floor: freeing it unmaps it.
+  let address = 0;
+  const points = sweep("unmap", (os) => {
+    const { heap, patterns } = fresh()(os);
+    address = patterns.add(heap.malloc(16 * MiB), 16 * MiB);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    heap.free(address);
+    patterns.remove(address);
+  }, OsError);
+  assert.equal(points, 1);
+});
+
+Deno.test("PseudoMalloc: a failed munmap in cache eviction keeps the freed block live", () => {
+  // Three 4 MiB blocks: the cache takes two (8 MiB); the third evicts the oldest.
+  let blocks: number[] = [];
+  const points = sweep("unmap", (os) => {
+    const { heap, patterns } = fresh()(os);
+    blocks = [0, 1, 2].map(() => patterns.add(heap.malloc(4 * MiB), 4 * MiB));
+    heap.free(blocks[0]!);
+    patterns.remove(blocks[0]!);
+    heap.free(blocks[1]!);
+    patterns.remove(blocks[1]!);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    heap.free(blocks[2]!);
+    patterns.remove(blocks[2]!);
+  }, OsError);
+  assert.ok(points >= 1);
+});
+
+Deno.test("PseudoMalloc: a failed munmap in trim keeps every record true", () => {
+  const options = { arenaSize: 64 * KiB, mmapThreshold: 2 * KiB };
+  const points = sweep("unmap", (os) => {
+    const heap = new PseudoMalloc({ ...options, os });
+    const patterns = new Patterns(heap);
+    // Four arenas; the second keeps one live block, the others end up empty.
+    const all = Array.from({ length: 4 * 64 }, () => heap.malloc(1000));
+    for (const [i, address] of all.entries()) {
+      if (i === 70) patterns.add(address, 1000);
+      else heap.free(address);
+    }
+    patterns.add(heap.malloc(200 * KiB), 200 * KiB);
+    const cached = heap.malloc(300 * KiB);
+    heap.free(cached); // kept in the release cache, unmapped by trim
+    return { heap, patterns };
+  }, (heap) => {
+    heap.trim();
+    assert.equal(heap.stats().arenas, 1);
+    assert.equal(heap.stats().largeCachedBytes, 0);
+  }, OsError);
+  assert.ok(points >= 4, `${points} unmaps in trim`);
+});
+
+Deno.test("PseudoMalloc: a failed munmap in close leaves the heap open and consistent", () => {
+  const options = { arenaSize: 64 * KiB, mmapThreshold: 2 * KiB };
+  const points = sweep("unmap", (os) => {
+    const heap = new PseudoMalloc({ ...options, os });
+    const patterns = new Patterns(heap);
+    for (let i = 0; i < 3 * 64; i++) patterns.add(heap.malloc(1000), 1000);
+    patterns.add(heap.malloc(200 * KiB), 200 * KiB);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    try {
+      heap.close();
+    } catch (error) {
+      // What close unmapped before the failure is freed; the rest is live and intact.
+      patterns.forgetGone();
+      throw error;
+    }
+    assert.throws(() => heap.malloc(8), HeapClosedError);
+  }, OsError);
+  assert.ok(points >= 4, `${points} unmaps in close`);
+});
