@@ -61,6 +61,7 @@ import {
   PseudoMalloc,
   SegregatedAllocator,
 } from "../mod.ts";
+import { closeLibcMalloc, type LibcMalloc, libcMalloc, mallinfo2 } from "../ffi/libc_malloc.ts";
 
 /** The smallest depth of the short-lived trees, fixed by the benchmark. */
 export const MIN_DEPTH = 4;
@@ -136,42 +137,24 @@ export function peakNodes(depth: number): number {
 
 // --- libc --------------------------------------------------------------------------------------
 
-const LIBC_SYMBOLS = {
-  malloc: { parameters: ["usize"], result: "usize" },
-  free: { parameters: ["usize"], result: "void" },
-  memcpyIn: { name: "memcpy", parameters: ["usize", "buffer", "usize"], result: "usize" },
-  memcpyOut: { name: "memcpy", parameters: ["buffer", "usize", "usize"], result: "usize" },
-  // glibc only: heap statistics, 10 size_t fields; arena (0) and hblkhd (4) are the mapped bytes.
-  mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") }, optional: true },
-} as const;
-
-/** libc's symbols, as bound here. */
-export type LibcSymbols = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
-
-let libc: Deno.DynamicLibrary<typeof LIBC_SYMBOLS> | undefined;
+/** libc's symbols (malloc, free, memcpy, mallinfo2: `ffi/libc_malloc.ts`). */
+export type LibcSymbols = LibcMalloc;
 
 /** libc, opened on first use (needs --allow-ffi). */
 export function libcSymbols(): LibcSymbols {
-  libc ??= Deno.dlopen(
-    Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6",
-    LIBC_SYMBOLS,
-  );
-  return libc.symbols;
+  return libcMalloc();
 }
 
 /** Closes libc if it was opened. */
 export function closeLibc(): void {
-  libc?.close();
-  libc = undefined;
+  closeLibcMalloc();
 }
 
 /** libc's heap now (mallinfo2): bytes in allocated chunks, and bytes taken from the OS. */
 function libcHeap(): { inUse: number; mapped: number } | undefined {
-  const mallinfo2 = libcSymbols().mallinfo2;
-  if (mallinfo2 === null) return undefined;
-  // struct mallinfo2: arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, …
-  const fields = new BigUint64Array(mallinfo2().buffer);
-  return { inUse: Number(fields[7]! + fields[4]!), mapped: Number(fields[0]! + fields[4]!) };
+  const info = mallinfo2();
+  if (info === undefined) return undefined;
+  return { inUse: info.uordblks + info.hblkhd, mapped: info.arena + info.hblkhd };
 }
 
 // --- the programs ------------------------------------------------------------------------------
