@@ -260,6 +260,8 @@ Deno.test("main reads values given apart, files after --, and -h before anything
   const help = await quietly(() => main(["-h", "--frobnicate"]));
   assert.equal(help.code, 0);
   assert.match(help.output, /^Usage: deno task trace/);
+  // The published entry point says how to run it without a clone, too.
+  assert.match(help.output, /^ +or: deno run --allow-ffi .*\n +jsr:@pseudo\/malloc\/trace /m);
 
   const { code, output } = await quietly(() =>
     main([
@@ -288,8 +290,8 @@ Deno.test("main reads values given apart, files after --, and -h before anything
   ]);
 
   // After "--" every argument is a trace file, and so is one that begins with a single dash.
-  for (const file of ["--json", "-x"]) {
-    const args = file === "-x" ? ["--no-timing", file] : ["--no-timing", "--", file];
+  for (const file of ["--json", "-x", "-hx"]) {
+    const args = file.startsWith("--") ? ["--no-timing", "--", file] : ["--no-timing", file];
     const missing = await quietly(() => main(args));
     assert.equal(missing.code, 2);
     assert.match(missing.output, new RegExp(`^error: cannot read ${file}: .*\nRun with --help`));
