@@ -23,6 +23,7 @@ import { PseudoMalloc } from "../mod.ts";
 // deno-lint-ignore no-import-prefix
 import { MemPool } from "npm:@thi.ng/malloc@6";
 import { mulberry32 as random } from "../src/_random.ts";
+import { anonymousMapping, type LibcMalloc } from "../ffi/libc_malloc.ts";
 
 /** The seed of every generated workload. */
 export const SEED = 0x5eed_0004;
@@ -178,54 +179,21 @@ export interface Peer<S, A> {
   realloc?(address: A, size: S): A;
 }
 
-/** libc through FFI: sizes and addresses are bigints (the fast call path). */
-export type LibcSymbols = {
-  malloc(size: bigint): bigint;
-  free(address: bigint): void;
-  calloc(count: bigint, size: bigint): bigint;
-  realloc(address: bigint, size: bigint): bigint;
-  mmap(
-    address: bigint,
-    length: bigint,
-    protection: number,
-    flags: number,
-    fd: number,
-    offset: bigint,
-  ): bigint;
-  munmap(address: bigint, length: bigint): number;
-};
-
-const LIBC_SYMBOLS = {
-  malloc: { parameters: ["usize"], result: "usize" },
-  free: { parameters: ["usize"], result: "void" },
-  calloc: { parameters: ["usize", "usize"], result: "usize" },
-  realloc: { parameters: ["usize", "usize"], result: "usize" },
-  mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
-  munmap: { parameters: ["usize", "usize"], result: "i32" },
-} as const;
-
-/** Opens the C library. The symbols object itself is the libc peer (no wrapper at all). */
-export function openLibc(): { symbols: LibcSymbols; close(): void } {
-  const darwin = Deno.build.os === "darwin";
-  const library = Deno.dlopen(darwin ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", LIBC_SYMBOLS);
-  return { symbols: library.symbols as unknown as LibcSymbols, close: () => library.close() };
-}
-
 /**
  * A raw anonymous `mmap` + `munmap` pair through FFI, the baseline of workload 4. `free` unmaps the
  * length of the last `malloc`, so it is only valid for strict malloc+free pairs.
  */
 export class MmapPeer implements Peer<bigint, bigint> {
-  #libc: LibcSymbols;
+  #libc: LibcMalloc;
   #length = 0n;
   #protection: number;
   #flags: number;
 
-  constructor(libc: LibcSymbols) {
-    const darwin = Deno.build.os === "darwin";
+  constructor(libc: LibcMalloc) {
     this.#libc = libc;
-    this.#protection = 0x1 | 0x2; // PROT_READ | PROT_WRITE
-    this.#flags = darwin ? 0x0002 | 0x1000 : 0x02 | 0x20; // MAP_PRIVATE | MAP_ANONYMOUS
+    const { protection, flags } = anonymousMapping(); // read-write, MAP_PRIVATE | MAP_ANONYMOUS
+    this.#protection = protection;
+    this.#flags = flags;
   }
 
   malloc(size: bigint): bigint {

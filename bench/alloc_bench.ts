@@ -24,6 +24,7 @@
 import type { PseudoMalloc } from "../mod.ts";
 import { BENCH_SAMPLES_TAG } from "./report.ts";
 import { CheckedFloorPeer, FloorPeer, MinimalPeer } from "./_floors.ts";
+import { closeLibcMalloc, type LibcMalloc, libcMalloc } from "../ffi/libc_malloc.ts";
 import {
   BATCH_COUNT,
   BATCH_SIZE,
@@ -31,12 +32,10 @@ import {
   fillLive,
   FRESH_SIZE,
   generate,
-  type LibcSymbols,
   type Loop,
   MEMPOOL_SIZE,
   MemPoolPeer,
   MmapPeer,
-  openLibc,
   PAIR_SIZE,
   type Peer,
   pseudoMalloc,
@@ -279,7 +278,7 @@ interface Entry<S, A> {
 }
 
 const data = generate();
-const libc = openLibc();
+const libc = libcMalloc();
 const heaps: PseudoMalloc[] = [];
 
 const asNumbers = {
@@ -308,7 +307,7 @@ function pseudo(name = "PseudoMalloc"): Entry<number, number> & { heap: PseudoMa
 }
 
 function libcPeer(name = "libc malloc/free (FFI)"): Entry<bigint, bigint> {
-  return { id: "libc", name, peer: libc.symbols, ...asBigints, empty: 0n };
+  return { id: "libc", name, peer: libc, ...asBigints, empty: 0n };
 }
 
 function memPool(): Entry<number, number> {
@@ -365,7 +364,7 @@ function minimalPeer(): Entry<number, number> {
   };
 }
 
-function mmapPeer(symbols: LibcSymbols): Entry<bigint, bigint> {
+function mmapPeer(symbols: LibcMalloc): Entry<bigint, bigint> {
   return {
     id: "mmap",
     name: "mmap + munmap (FFI)",
@@ -446,7 +445,7 @@ function large<S, A>(entry: Entry<S, A>, baseline: boolean): void {
 large(pseudo(), false);
 large(libcPeer(), false);
 large(memPool(), false);
-large(mmapPeer(libc.symbols), true);
+large(mmapPeer(libc), true);
 
 // --- 5. calloc and realloc -----------------------------------------------------------------------
 
@@ -528,5 +527,5 @@ addEventListener("unload", () => {
   if (Deno.args.includes("--samples")) console.error(`${BENCH_SAMPLES_TAG} ${line}`);
   if (problems.length > 0) console.error(`bench checks failed:\n  ${problems.join("\n  ")}`);
   for (const heap of heaps) heap.close();
-  libc.close();
+  closeLibcMalloc();
 });

@@ -20,6 +20,7 @@
 // the same as JSON on stdout (for report.ts).
 
 import { PseudoMalloc } from "../mod.ts";
+import { closeLibcMalloc, libcMalloc } from "../ffi/libc_malloc.ts";
 import {
   BATCH_COUNT,
   BATCH_SIZE,
@@ -27,7 +28,6 @@ import {
   fillLive,
   generate,
   type Loop,
-  openLibc,
   PAIR_SIZE,
   type Peer,
   runBatches,
@@ -281,7 +281,7 @@ rows.push(measure(
   SEGMENT,
 ));
 
-const libc = openLibc();
+const libc = libcMalloc();
 rows.push(measure(
   {
     id: "libc-pair",
@@ -291,13 +291,13 @@ rows.push(measure(
     callsPerOp: 2,
   },
   runPairs,
-  libc.symbols,
+  libc,
   BigInt(PAIR_SIZE),
   SEGMENT,
 ));
 {
   const live = new Array<bigint>(CHURN_LIVE).fill(0n);
-  specialize(fillLive)(libc.symbols, 0, data.churnInitial.bigints, live);
+  specialize(fillLive)(libc, 0, data.churnInitial.bigints, live);
   rows.push(measure(
     {
       id: "libc-churn",
@@ -307,17 +307,17 @@ rows.push(measure(
       callsPerOp: 2,
     },
     runChurn,
-    libc.symbols,
+    libc,
     live,
     data.churnIndices,
     data.churnSizes.bigints,
     SEGMENT,
   ));
-  for (const address of live) libc.symbols.free(address);
+  for (const address of live) libc.free(address);
 }
 
 for (const created of heaps) created.close();
-libc.close();
+closeLibcMalloc();
 
 // --- verdict ---------------------------------------------------------------------------------------
 

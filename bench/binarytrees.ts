@@ -1,14 +1,16 @@
 // binary-trees (the Computer Language Benchmarks Game program) with every tree node in native
 // memory, run on each allocator of the family, on libc malloc through FFI, and on plain JS objects
 // as the garbage-collected reference. It prints a table (time, peak memory, ratio to libc) and
-// writes docs/binarytrees.svg (bar chart) and docs/binarytrees.md (the table, for the README).
+// makes binarytrees.svg (bar chart) and binarytrees.md (the table, for the README).
 //
-//   deno task binarytrees [--depth=N] [--budget=SECONDS] [--no-warmup] [--only=name,name]
+//   deno task binarytrees [--depth=N] [--budget=SECONDS] [--no-warmup] [--only=name,name] [--write]
 //
 // --depth: the benchmark's argument (default 16). --budget: a timed run that takes longer stops,
 // frees what is live and is reported as a lower bound with the fraction of nodes done (default 60
 // s, 0 for no limit; MmapAllocator, a system call per node, needs about 4-5 minutes at depth 16).
-// --only: run the variants whose names contain one of the fragments (the docs are then not written).
+// --only: run the variants whose names contain one of the fragments (no chart or table file then).
+// --write: put binarytrees.svg and binarytrees.md in docs/ (the tracked copies the README shows);
+// without it they go to a new temporary directory, named at the end, and the tree stays as it was.
 //
 // The program (https://benchmarksgame-team.pages.debian.net/benchmarksgame/description/binarytrees.html):
 // build and check a "stretch" tree of depth max+1, then a long-lived tree of depth max; then for
@@ -61,6 +63,7 @@ import {
   PseudoMalloc,
   SegregatedAllocator,
 } from "../mod.ts";
+import { closeLibcMalloc, type LibcMalloc, libcMalloc, mallinfo2 } from "../ffi/libc_malloc.ts";
 
 /** The smallest depth of the short-lived trees, fixed by the benchmark. */
 export const MIN_DEPTH = 4;
@@ -136,42 +139,24 @@ export function peakNodes(depth: number): number {
 
 // --- libc --------------------------------------------------------------------------------------
 
-const LIBC_SYMBOLS = {
-  malloc: { parameters: ["usize"], result: "usize" },
-  free: { parameters: ["usize"], result: "void" },
-  memcpyIn: { name: "memcpy", parameters: ["usize", "buffer", "usize"], result: "usize" },
-  memcpyOut: { name: "memcpy", parameters: ["buffer", "usize", "usize"], result: "usize" },
-  // glibc only: heap statistics, 10 size_t fields; arena (0) and hblkhd (4) are the mapped bytes.
-  mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") }, optional: true },
-} as const;
-
-/** libc's symbols, as bound here. */
-export type LibcSymbols = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
-
-let libc: Deno.DynamicLibrary<typeof LIBC_SYMBOLS> | undefined;
+/** libc's symbols (malloc, free, memcpy, mallinfo2: `ffi/libc_malloc.ts`). */
+export type LibcSymbols = LibcMalloc;
 
 /** libc, opened on first use (needs --allow-ffi). */
 export function libcSymbols(): LibcSymbols {
-  libc ??= Deno.dlopen(
-    Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6",
-    LIBC_SYMBOLS,
-  );
-  return libc.symbols;
+  return libcMalloc();
 }
 
 /** Closes libc if it was opened. */
 export function closeLibc(): void {
-  libc?.close();
-  libc = undefined;
+  closeLibcMalloc();
 }
 
 /** libc's heap now (mallinfo2): bytes in allocated chunks, and bytes taken from the OS. */
 function libcHeap(): { inUse: number; mapped: number } | undefined {
-  const mallinfo2 = libcSymbols().mallinfo2;
-  if (mallinfo2 === null) return undefined;
-  // struct mallinfo2: arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, …
-  const fields = new BigUint64Array(mallinfo2().buffer);
-  return { inUse: Number(fields[7]! + fields[4]!), mapped: Number(fields[0]! + fields[4]!) };
+  const info = mallinfo2();
+  if (info === undefined) return undefined;
+  return { inUse: info.uordblks + info.hblkhd, mapped: info.arena + info.hblkhd };
 }
 
 // --- the programs ------------------------------------------------------------------------------
@@ -887,13 +872,15 @@ interface Args {
   budgetMs: number | undefined;
   /** Lower-case name fragments; a variant runs when its name contains one (all when empty). */
   only: string[];
+  /** Write the chart and the table into docs/ (else into a temporary directory). */
+  write: boolean;
 }
 
 /** Seconds a timed run may take by default before it is stopped and reported as a lower bound. */
 export const DEFAULT_BUDGET_SECONDS = 60;
 
 const USAGE = "use --depth=N (default 16), --budget=SECONDS (default 60, 0 for none), " +
-  "--no-warmup, --only=name,name";
+  "--no-warmup, --only=name,name, --write";
 
 function parseArgs(args: string[]): Args {
   const parsed: Args = {
@@ -901,6 +888,7 @@ function parseArgs(args: string[]): Args {
     warmup: true,
     budgetMs: DEFAULT_BUDGET_SECONDS * 1000,
     only: [],
+    write: false,
   };
   for (const arg of args) {
     const [, key, value] = /^--([a-z-]+)(?:=(.*))?$/.exec(arg) ?? [];
@@ -912,9 +900,14 @@ function parseArgs(args: string[]): Args {
       parsed.only = value.toLowerCase().split(",");
     } else if (key === "no-warmup" && value === undefined) {
       parsed.warmup = false;
+    } else if (key === "write" && value === undefined) {
+      parsed.write = true;
     } else {
       throw new Error(`Cannot use the argument ${arg}: ${USAGE} (depth at most 24)`);
     }
+  }
+  if (parsed.write && parsed.only.length > 0) {
+    throw new Error("Cannot use --write with --only: docs/ shows every variant");
   }
   return parsed;
 }
@@ -943,7 +936,7 @@ function accessReport(access: AccessCost, depth: number, libcRow: Row | undefine
 
 async function main(): Promise<void> {
   const args = parseArgs(Deno.args);
-  const { depth, warmup, budgetMs, only } = args;
+  const { depth, warmup, budgetMs, only, write } = args;
   const maxDepth = effectiveDepth(depth);
   const warmupDepth = Math.min(maxDepth - 2, 10);
   const list = variants(depth).filter((variant) =>
@@ -1004,12 +997,14 @@ async function main(): Promise<void> {
   console.log(access);
 
   if (only.length > 0) {
-    console.log("\n--only given: docs/binarytrees.svg and docs/binarytrees.md left as they were");
+    console.log("\n--only given: no chart or table file written");
   } else {
-    const docs = new URL("../docs/", import.meta.url);
-    await Deno.mkdir(docs, { recursive: true });
-    const svg = new URL("binarytrees.svg", docs);
-    const md = new URL("binarytrees.md", docs);
+    const dir = write
+      ? new URL("../docs/", import.meta.url)
+      : new URL(`${await Deno.makeTempDir({ prefix: "pseudo-malloc-binarytrees-" })}/`, "file:///");
+    await Deno.mkdir(dir, { recursive: true });
+    const svg = new URL("binarytrees.svg", dir);
+    const md = new URL("binarytrees.md", dir);
     await Deno.writeTextFile(svg, renderSvg(rows, `binary-trees, depth ${maxDepth}`));
     const environment = `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ` +
       `${Deno.build.target}, ${navigator.hardwareConcurrency} cores`;
@@ -1034,6 +1029,7 @@ async function main(): Promise<void> {
       ].join("\n"),
     );
     console.log(`\nwrote ${svg.pathname} and ${md.pathname}`);
+    if (!write) console.log("docs/ left as it was: --write puts them there");
   }
   closeLibc();
   if (rows.some((row) => row.matches === false || row.error !== undefined)) Deno.exit(1);

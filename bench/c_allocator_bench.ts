@@ -13,12 +13,9 @@ import { cAllocator, PseudoMalloc, zlibAllocator } from "../mod.ts";
 import { C_ALLOCATOR_DEFINITIONS as defs } from "../mod.ts";
 import { openZlib, Z_STREAM_SIZE } from "../examples/_zlib.ts";
 
-const darwin = Deno.build.os === "darwin";
-const libc = Deno.dlopen(darwin ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", {
-  malloc: { parameters: ["usize"], result: "usize" },
-  free: { parameters: ["usize"], result: "void" },
-  qsort: { parameters: ["buffer", "usize", "usize", "pointer"], result: "void" },
-});
+import { closeLibcMalloc, libcMalloc } from "../ffi/libc_malloc.ts";
+
+const libc = libcMalloc();
 
 const heap = new PseudoMalloc();
 const c = cAllocator(heap);
@@ -30,7 +27,7 @@ Deno.bench("cAllocator malloc(64) + free, JS -> C -> JS", { group: "round trip" 
 });
 
 Deno.bench("libc malloc(64) + free via FFI", { group: "round trip", baseline: true }, () => {
-  libc.symbols.free(libc.symbols.malloc(64n));
+  libc.free(libc.malloc(64n));
 });
 
 Deno.bench("PseudoMalloc malloc(64) + free in JS", { group: "round trip" }, () => {
@@ -64,7 +61,7 @@ const allocating = new Deno.UnsafeCallback(compareDefinition, (a, b) => {
   return x < y ? -1 : x > y ? 1 : 0;
 });
 work.set(shuffled);
-libc.symbols.qsort(work, BigInt(N), 4n, plain.pointer);
+libc.qsort(work, BigInt(N), 4n, plain.pointer);
 const calls = comparisons;
 
 Deno.bench(`qsort ${N} u32, JS comparator (${calls} C -> JS calls)`, {
@@ -72,14 +69,14 @@ Deno.bench(`qsort ${N} u32, JS comparator (${calls} C -> JS calls)`, {
   baseline: true,
 }, () => {
   work.set(shuffled);
-  libc.symbols.qsort(work, BigInt(N), 4n, plain.pointer);
+  libc.qsort(work, BigInt(N), 4n, plain.pointer);
 });
 
 Deno.bench(`qsort ${N} u32, comparator + malloc/free callback bodies (${calls} calls)`, {
   group: "C calls JS",
 }, () => {
   work.set(shuffled);
-  libc.symbols.qsort(work, BigInt(N), 4n, allocating.pointer);
+  libc.qsort(work, BigInt(N), 4n, allocating.pointer);
 });
 
 const zlib = openZlib();
@@ -140,5 +137,5 @@ addEventListener("unload", () => {
   allocating.close();
   c.close();
   heap.close();
-  libc.close();
+  closeLibcMalloc();
 });

@@ -1,13 +1,22 @@
 // `deno task bench:report`: runs the benchmarks (bench/alloc_bench.ts) and the allocation count
-// (bench/alloc_count.ts) in subprocesses, and writes docs/bench.json (machine, raw and derived
-// numbers, every goal of issue 4 with its target, measured ratio and whether it is met),
-// docs/bench.md (tables for the README) and docs/bench.svg (a bar chart).
+// (bench/alloc_count.ts) in subprocesses, and makes bench.json (machine, raw and derived numbers,
+// every goal of issue 4 with its target, measured ratio and whether it is met), bench.md (tables
+// for the README, also printed on stdout) and bench.svg (a bar chart).
+//
+//   deno task bench:report [--runs=N] [--skip-alloc] [--from=FILE] [--write]
+//
+// Where the documents go: by default into a new temporary directory (named on stderr), so that a
+// run leaves the working tree as it was; with `--write`, into docs/ (the tracked copies that the
+// README shows). Either way they are laid out as `deno fmt` would (docs/ is outside deno fmt's
+// files, so the text goes through its standard input).
 //
 // Per-operation times are the median iteration time over the operations per iteration. The median
 // comes from alloc_bench.ts's own timing of each iteration (Deno's JSON has no median); Deno's
 // avg, min and p75 are kept in bench.json too. Options: `--runs=N` runs the benchmarks N times and
 // takes the median of the N medians (steadier on a busy machine); `--skip-alloc` skips the
 // allocation count; `--from=FILE` rebuilds the documents from a saved bench.json, running nothing.
+
+import { parseArgs } from "node:util";
 
 /** The tag of the stderr line in which alloc_bench.ts hands over its self-timed medians. */
 export const BENCH_SAMPLES_TAG = "@pseudo/malloc bench samples:";
@@ -778,8 +787,65 @@ function combineRuns(lists: Measurement[][]): Measurement[] {
 
 // --- main ----------------------------------------------------------------------------------------
 
+const USAGE = "Usage: deno task bench:report [--runs=N] [--skip-alloc] [--from=FILE] [--write]";
+
+/** The command line; `undefined` (after a message) when it is bad. */
+function options(
+  args: string[],
+): { runs: number; skipAlloc: boolean; from?: string; write: boolean } | undefined {
+  try {
+    const { values } = parseArgs({
+      args,
+      options: {
+        runs: { type: "string", default: "1" },
+        "skip-alloc": { type: "boolean", default: false },
+        from: { type: "string" },
+        write: { type: "boolean", default: false },
+      },
+    });
+    const runs = Number(values.runs);
+    if (!(Number.isInteger(runs) && runs >= 1)) {
+      throw new Error(`--runs must be a whole number of runs, at least 1, not "${values.runs}"`);
+    }
+    return {
+      runs,
+      skipAlloc: values["skip-alloc"],
+      ...(values.from === undefined ? {} : { from: values.from }),
+      write: values.write,
+    };
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return undefined;
+  }
+}
+
+/**
+ * `text` laid out as `deno fmt` lays out a file of type `ext`, with the project's settings. Through
+ * standard input: deno.json excludes docs/ from deno fmt, so `deno fmt docs/bench.md` finds "No
+ * target files".
+ */
+async function formatted(text: string, ext: "json" | "md" | "svg"): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", `--ext=${ext}`, "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    cwd: new URL("..", import.meta.url).pathname,
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  if (output.code === 0) return decoder.decode(output.stdout);
+  console.error(`warning: deno fmt --ext=${ext} failed: ${decoder.decode(output.stderr).trim()}`);
+  return text;
+}
+
 async function main(): Promise<void> {
-  const from = Deno.args.find((arg) => arg.startsWith("--from="))?.slice("--from=".length);
+  const args = options(Deno.args);
+  if (args === undefined) Deno.exit(2);
+  const { from, runs, skipAlloc, write } = args;
   let report: Report;
   if (from !== undefined) {
     report = JSON.parse(await Deno.readTextFile(from)) as Report;
@@ -795,9 +861,6 @@ async function main(): Promise<void> {
       "--",
       "--samples",
     ];
-    const runs = Number(
-      Deno.args.find((arg) => arg.startsWith("--runs="))?.slice("--runs=".length) ?? 1,
-    );
     const problems: string[] = [];
     const lists: Measurement[][] = [];
     let cpu = "unknown";
@@ -817,7 +880,7 @@ async function main(): Promise<void> {
 
     let allocCount: AllocCount | null = null;
     const allocArgs = ["run", ...ALLOC_FLAGS, "bench/alloc_count.ts", "--json"];
-    if (!Deno.args.includes("--skip-alloc")) {
+    if (!skipAlloc) {
       console.error(`running: deno ${allocArgs.join(" ")}`);
       const alloc = await run(allocArgs);
       try {
@@ -856,17 +919,21 @@ async function main(): Promise<void> {
     };
   }
 
-  await Deno.mkdir(OUT_DIR, { recursive: true });
-  await Deno.writeTextFile(new URL("bench.json", OUT_DIR), JSON.stringify(report, null, 2) + "\n");
-  const md = markdown(report);
-  await Deno.writeTextFile(new URL("bench.md", OUT_DIR), md);
-  await Deno.writeTextFile(new URL("bench.svg", OUT_DIR), svgChart(report));
-  // The layout of `deno fmt`, which `deno task check` enforces (it formats SVG too).
-  const formatted = await run(["fmt", "-q", "docs/bench.md", "docs/bench.json", "docs/bench.svg"]);
-  if (formatted.code !== 0) console.error(`warning: deno fmt failed: ${formatted.stderr.trim()}`);
-  console.log(await Deno.readTextFile(new URL("bench.md", OUT_DIR)));
+  const outDir = write
+    ? OUT_DIR
+    : new URL(`${await Deno.makeTempDir({ prefix: "pseudo-malloc-bench-" })}/`, "file:///");
+  await Deno.mkdir(outDir, { recursive: true });
+  const json = await formatted(JSON.stringify(report, null, 2) + "\n", "json");
+  const md = await formatted(markdown(report), "md");
+  const svg = await formatted(svgChart(report), "svg");
+  await Deno.writeTextFile(new URL("bench.json", outDir), json);
+  await Deno.writeTextFile(new URL("bench.md", outDir), md);
+  await Deno.writeTextFile(new URL("bench.svg", outDir), svg);
+  console.log(md);
   for (const problem of report.problems) console.error(`warning: ${problem}`);
-  console.error("wrote docs/bench.json, docs/bench.md, docs/bench.svg");
+  const where = write ? "docs/" : outDir.pathname;
+  console.error(`wrote bench.json, bench.md and bench.svg in ${where}`);
+  if (!write) console.error("docs/ left as it was: --write puts them there");
 }
 
 if (import.meta.main) await main();

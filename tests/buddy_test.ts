@@ -291,3 +291,103 @@ Deno.test("BuddyAllocator random alloc/resize/free keeps every invariant", () =>
   assert.equal(buddy.blocks().length, 1);
   buddy.validate();
 });
+
+Deno.test("BuddyAllocator.rejection: the exact message and class for each case, with a base", () => {
+  const buddy = new BuddyAllocator({ size: 1024 });
+  buddy.alloc(64); // [0x0, 0x40)
+  const base = 0x7f00_0000;
+  const cases: [unknown, string, ErrorConstructor | typeof InvalidAddressError, string][] = [
+    ["0", "free", TypeError, "Cannot free 0: an address must be a number, got string"],
+    [1024, "free", InvalidFreeError, "Cannot free 0x7f000400: it is not an address of this heap"],
+    [
+      -16,
+      "reallocate",
+      InvalidFreeError,
+      "Cannot reallocate 0x7efffff0: it is not an address of this heap",
+    ],
+    [0.5, "free", InvalidFreeError, "Cannot free 0x7f000000.8: it is not an address of this heap"],
+    [
+      8,
+      "free",
+      InvalidFreeError,
+      "Cannot free 0x7f000008: blocks are 16-byte aligned, this address is not",
+    ],
+    [
+      16,
+      "free",
+      InvalidFreeError,
+      "Cannot free 0x7f000010: it is inside the block [0x7f000000, 0x7f000040), not at its start",
+    ],
+    [
+      0x40,
+      "free",
+      DoubleFreeError,
+      "Cannot free 0x7f000040: it lies in free block [0x7f000040, 0x7f000080) (double free?)",
+    ],
+    [
+      0x200,
+      "find the size of",
+      InvalidAddressError,
+      "Cannot find the size of 0x7f000200: it lies in free block [0x7f000200, 0x7f000400) (double free?)",
+    ],
+    [
+      16,
+      "find the size of",
+      InvalidAddressError,
+      "Cannot find the size of 0x7f000010: it is inside the block [0x7f000000, 0x7f000040), not at its start",
+    ],
+  ];
+  for (const [offset, verb, Class, message] of cases) {
+    const error = buddy.rejection(offset as number, verb, base);
+    assert.equal(error.constructor, Class, `${String(offset)} ${verb}: ${error.name}`);
+    assert.equal(error.message, message);
+  }
+});
+
+Deno.test("BuddyAllocator: blocks, freeBlockCounts and rejection agree with the hot paths", () => {
+  const random = mulberry32(11);
+  const size = 1 << 13;
+  const buddy = new BuddyAllocator({ size, minBlockSize: 16 });
+  const live: number[] = [];
+  for (let step = 0; step < 1500; step++) {
+    if (live.length > 0 && random() < 0.45) {
+      const [offset] = live.splice(Math.floor(random() * live.length), 1);
+      buddy.free(offset!);
+    } else if (live.length > 0 && random() < 0.1) {
+      const offset = live[Math.floor(random() * live.length)]!;
+      buddy.resize(offset, Math.floor(random() * buddy.blockSize(offset)));
+    } else {
+      const offset = buddy.alloc(Math.floor(random() ** 3 * 1024));
+      if (offset >= 0) live.push(offset);
+    }
+    const blocks = buddy.blocks();
+    const counts = new Array<number>(buddy.maxOrder + 1).fill(0);
+    let end = 0;
+    let freeBytes = 0;
+    let largest = 0;
+    for (const block of blocks) {
+      assert.equal(block.offset, end, "the blocks tile the arena");
+      assert.equal(block.size, buddy.minBlockSize << block.order);
+      end += block.size;
+      if (block.allocated) {
+        assert.equal(buddy.orderAt(block.offset), block.order);
+        if (block.order > 0) {
+          assert.equal(buddy.orderAt(block.offset + 16), -1);
+          assert.ok(buddy.rejection(block.offset + 16, "free") instanceof InvalidFreeError);
+        }
+      } else {
+        counts[block.order]!++;
+        freeBytes += block.size;
+        largest = Math.max(largest, block.size);
+        assert.equal(buddy.orderAt(block.offset), -1);
+        assert.ok(buddy.rejection(block.offset, "free") instanceof DoubleFreeError);
+      }
+    }
+    assert.equal(end, size);
+    assert.deepEqual(buddy.freeBlockCounts(), counts, `step ${step}`);
+    assert.equal(buddy.freeBytes, freeBytes);
+    assert.equal(buddy.largestFreeBlock, largest);
+    assert.deepEqual(live.map((offset) => buddy.orderAt(offset) >= 0), live.map(() => true));
+  }
+  buddy.validate();
+});

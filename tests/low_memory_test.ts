@@ -1,5 +1,5 @@
 // LowAddressWindow over a fake OS (no FFI): where it asks to map, what it does on a miss, and how
-// freed ranges of any length come back.
+// freed ranges of any length come back. The last test runs a real heap in a child process.
 import assert from "node:assert/strict";
 import {
   LOW_LIMIT,
@@ -416,4 +416,22 @@ Deno.test("LowAddressWindow against a model: live mappings in the window, aligne
     }
   }
   assert.ok(fresh >= 30, `only ${fresh} of 40 runs ended with live mappings to give back`);
+});
+
+Deno.test({
+  name: "PseudoMalloc after a heap with 1 GiB arenas is closed maps its arenas low again",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // In a child process: a fresh low window, and real mappings (needs --allow-ffi).
+    const fixture = new URL("./fixtures/low_memory_reuse.ts", import.meta.url).pathname;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", fixture],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const { bigArena, arena } = JSON.parse(new TextDecoder().decode(stdout));
+    assert.equal(bigArena, 0x4000_0000, "the window's only 1 GiB slot");
+    assert.equal(arena, LOW_START, "the window is as fresh");
+  },
 });

@@ -217,3 +217,83 @@ Deno.test("main exits with 1 when a timed run throws after a clean checking repl
   assert.equal(code, 1, output);
   assert.match(output, /flaky FAILED \(throw\): churn: a timed run threw Error: flaked/);
 });
+
+/** Every message of a bad command line, as `main` prints it: the error, then where to look. */
+const USAGE_ERRORS: [args: string[], message: string][] = [
+  [["--svg"], "--svg needs a value"],
+  [["--no-timing", "--allocator"], "--allocator needs a value"],
+  [["--json=yes"], "--json takes no value"],
+  [["--no-libc="], "--no-libc takes no value"],
+  [["--help=me"], "--help takes no value"],
+  [["--frobnicate"], "unknown option --frobnicate"],
+  [["--frobnicate=1"], "--frobnicate takes no value"],
+  [["--seed=abc"], '--seed: "abc" is not a number'],
+  [["--scale="], '--scale: "" is not a number'],
+  [["--time=soon"], '--time: "soon" is not a number of seconds'],
+  [["--seed=1.5"], "--seed must be an integer"],
+  [["--scale=0"], "--scale must be positive"],
+  [["--time=-1"], "--time must not be negative"],
+  // A value may begin with a dash, after "=" or as the next argument.
+  [["--time", "-1"], "--time must not be negative"],
+  [["--tag", "--json"], '--tag must be full, ends or none, not "--json"'],
+  [["--tag=some"], '--tag must be full, ends or none, not "some"'],
+  [["--allocator=,"], "--allocator needs at least one name"],
+  [
+    ["--allocator=pseudo,tcmalloc"],
+    'unknown allocator "tcmalloc": expected pseudo, mmap, bump, cell, firstfit, segregated or libc',
+  ],
+  [["--allocator=libc", "--no-libc"], "no allocator left to run"],
+  // The first bad argument is the one reported, and -h after it does not help.
+  [["--seed=x", "--frobnicate"], '--seed: "x" is not a number'],
+  [["--frobnicate", "-h"], "unknown option --frobnicate"],
+];
+
+Deno.test("main names each bad argument with its own message and exits with 2", async () => {
+  for (const [args, message] of USAGE_ERRORS) {
+    const { code, output } = await quietly(() => main(args));
+    assert.equal(code, 2, `${args.join(" ")}: ${output}`);
+    assert.equal(output, `error: ${message}\nRun with --help for the options.`, args.join(" "));
+  }
+});
+
+Deno.test("main reads values given apart, files after --, and -h before anything bad", async () => {
+  const help = await quietly(() => main(["-h", "--frobnicate"]));
+  assert.equal(help.code, 0);
+  assert.match(help.output, /^Usage: deno task trace/);
+  // The published entry point says how to run it without a clone, too.
+  assert.match(help.output, /^ +or: deno run --allow-ffi .*\n +jsr:@pseudo\/malloc\/trace /m);
+
+  const { code, output } = await quietly(() =>
+    main([
+      "--seed",
+      "5",
+      "--scale",
+      "0.01",
+      "--allocator",
+      "bump",
+      "--no-libc",
+      "--no-timing",
+      "--json",
+    ])
+  );
+  assert.equal(code, 0, output);
+  const report = JSON.parse(output);
+  assert.deepEqual(report.settings, {
+    tag: "full",
+    timing: false,
+    minTimeSeconds: 0.2,
+    seed: 5,
+    scale: 0.01,
+  });
+  assert.deepEqual(report.traces[0].runs.map((run: { allocator: string }) => run.allocator), [
+    "bump",
+  ]);
+
+  // After "--" every argument is a trace file, and so is one that begins with a single dash.
+  for (const file of ["--json", "-x", "-hx"]) {
+    const args = file.startsWith("--") ? ["--no-timing", "--", file] : ["--no-timing", file];
+    const missing = await quietly(() => main(args));
+    assert.equal(missing.code, 2);
+    assert.match(missing.output, new RegExp(`^error: cannot read ${file}: .*\nRun with --help`));
+  }
+});

@@ -64,112 +64,30 @@
  * @module
  */
 
-import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "../errors.ts";
-import { checkSize, isPowerOfTwo } from "../_size.ts";
+// This file: the class and its hot paths (alloc, free, resize and the block tree and free lists
+// they work on, as private methods). Listing, counting, validating and explaining a rejected
+// offset are free functions in _inspect.ts, over the layout that _layout.ts writes out.
 
-/**
- * Default arena size: 1 MiB.
- *
- * @example The default arena holds 2048 blocks of 512 bytes
- * ```ts
- * import { DEFAULT_ARENA_SIZE } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * assert.equal(DEFAULT_ARENA_SIZE / 512, 2048);
- * ```
- */
-export const DEFAULT_ARENA_SIZE = 1 << 20;
-/**
- * Default minimum block size: 16 bytes, which is also the alignment of every block.
- *
- * @example Orders of the default arena
- * ```ts
- * import { DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * assert.equal(Math.log2(DEFAULT_ARENA_SIZE / DEFAULT_MIN_BLOCK_SIZE), 16); // orders 0..16
- * ```
- */
-export const DEFAULT_MIN_BLOCK_SIZE = 16;
-/**
- * The largest arena a {@linkcode BuddyAllocator} manages: 1 GiB, so offsets fit 32-bit links.
- *
- * @example Too large an arena
- * ```ts
- * import { BuddyAllocator, MAX_ARENA_SIZE } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * assert.throws(() => new BuddyAllocator({ size: MAX_ARENA_SIZE * 2 }), RangeError);
- * ```
- */
-export const MAX_ARENA_SIZE = 1 << 30;
+import { checkSize } from "../_size.ts";
+import {
+  checkArenaGeometry,
+  DEFAULT_ARENA_SIZE,
+  DEFAULT_MIN_BLOCK_SIZE,
+  MAX_ARENA_SIZE,
+} from "./_geometry.ts";
+import type { BuddyOptions } from "./_geometry.ts";
+import {
+  type BuddyBlock,
+  checkInvariants,
+  countFreeBlocks,
+  listBlocks,
+  rejectionAt,
+} from "./_inspect.ts";
 
-/**
- * Options of {@linkcode BuddyAllocator}.
- *
- * @example A 4 KiB arena of 32-byte blocks
- * ```ts
- * import { BuddyAllocator, type BuddyOptions } from "@pseudo/malloc";
- *
- * const options: BuddyOptions = { size: 4096, minBlockSize: 32 };
- * new BuddyAllocator(options).validate();
- * ```
- */
-export interface BuddyOptions {
-  /** Arena size in bytes, a power of two up to 1 GiB. @default {1048576} (1 MiB) */
-  size?: number;
-  /** Smallest block, and the alignment of every block; a power of two >= 8. @default {16} */
-  minBlockSize?: number;
-  /**
-   * The arena's memory, where free blocks keep their free-list links; at least `size` bytes.
-   * Give the native arena's buffer here. @default {new ArrayBuffer(size)}
-   */
-  memory?: ArrayBufferLike;
-}
+export { checkArenaGeometry, DEFAULT_ARENA_SIZE, DEFAULT_MIN_BLOCK_SIZE, MAX_ARENA_SIZE };
+export type { BuddyBlock, BuddyOptions };
 
-/**
- * One block of the arena, as listed by {@linkcode BuddyAllocator.prototype.blocks}.
- *
- * @example The first block
- * ```ts
- * import { BuddyAllocator, type BuddyBlock } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * const first: BuddyBlock = new BuddyAllocator({ size: 64 }).blocks()[0]!;
- * assert.deepEqual(first, { offset: 0, size: 64, order: 2, allocated: false });
- * ```
- */
-export interface BuddyBlock {
-  /** Offset of the block's first byte. */
-  offset: number;
-  /** Block size in bytes. */
-  size: number;
-  /** The block's order: `size === minBlockSize << order`. */
-  order: number;
-  /** True for an allocated block, false for a free one. */
-  allocated: boolean;
-}
-
-/**
- * Throws the `RangeError` for an arena geometry a {@linkcode BuddyAllocator} cannot manage:
- * `minBlockSize` a power of two of at least 8 (two 32-bit links fit in a free block), `size` a
- * power of two from `minBlockSize` to 1 GiB. Allocates nothing, so a heap can check its options
- * before it maps an arena.
- */
-export function checkArenaGeometry(size: number, minBlockSize: number): void {
-  if (!isPowerOfTwo(minBlockSize) || minBlockSize < 8) {
-    throw new RangeError(
-      `Cannot use minBlockSize ${minBlockSize}: it must be a power of two of at least 8`,
-    );
-  }
-  if (!isPowerOfTwo(size) || size < minBlockSize || size > MAX_ARENA_SIZE) {
-    throw new RangeError(
-      `Cannot use an arena of ${size} bytes: size must be a power of two between minBlockSize (${minBlockSize}) and 2^30`,
-    );
-  }
-}
-
-/** End-of-list marker in the free lists. */
+/** End-of-list marker in the free lists: _layout.ts's NIL, kept local for the hot paths. */
 const NIL = -1;
 
 /**
@@ -440,13 +358,7 @@ export class BuddyAllocator {
    * ```
    */
   freeBlockCounts(): number[] {
-    const counts: number[] = [];
-    for (let k = 0; k <= this.maxOrder; k++) {
-      let count = 0;
-      for (let offset = this.#heads[k]!; offset !== NIL; offset = this.#next(offset)) count++;
-      counts.push(count);
-    }
-    return counts;
+    return countFreeBlocks(this, this.#heads, this.#links);
   }
 
   /**
@@ -491,19 +403,7 @@ export class BuddyAllocator {
    * ```
    */
   blocks(): BuddyBlock[] {
-    const out: BuddyBlock[] = [];
-    const visit = (node: number, order: number, offset: number): void => {
-      const inUse = this.#test(node) === 1;
-      if (inUse && order > 0 && this.#hasUsedChild(node)) {
-        const half = this.minBlockSize << (order - 1);
-        visit(2 * node, order - 1, offset);
-        visit(2 * node + 1, order - 1, offset + half);
-      } else {
-        out.push({ offset, size: this.minBlockSize << order, order, allocated: inUse });
-      }
-    };
-    visit(1, this.maxOrder, 0);
-    return out;
+    return listBlocks(this);
   }
 
   /**
@@ -524,56 +424,7 @@ export class BuddyAllocator {
    * ```
    */
   validate(): void {
-    const fail = (what: string): never => {
-      throw new Error(`BuddyAllocator invariant broken: ${what}`);
-    };
-    if (this.#test(0) !== 0) fail("node 0 (unused) has its bit set");
-    // One pass over the nodes in heap order (parents before children) gives each node a role.
-    const nodes = 2 ** (this.maxOrder + 1);
-    const role = new Uint8Array(nodes); // BELOW a block, FREE or ALLOCATED block, SPLIT node
-    const [BELOW, FREE, ALLOCATED, SPLIT] = [0, 1, 2, 3];
-    let freeBytes = 0;
-    let freeBlocks = 0;
-    for (let node = 1, order = this.maxOrder; node < nodes; node++) {
-      if (node === 1 << (this.maxOrder - order + 1)) order--; // first node of the next level
-      const parentSplit = node === 1 || role[node >>> 1] === SPLIT;
-      if (!parentSplit) {
-        if (this.#test(node)) fail(`node ${node} is set below a block`);
-        continue; // role BELOW
-      }
-      if (!this.#test(node)) {
-        role[node] = FREE;
-        freeBytes += this.minBlockSize << order;
-        freeBlocks++;
-        // Two free halves of one parent would have been merged.
-        if (node > 1 && !this.#test(node ^ 1)) fail(`free node ${node} has a free buddy`);
-      } else {
-        role[node] = order > 0 && this.#hasUsedChild(node) ? SPLIT : ALLOCATED;
-      }
-    }
-    if (role[0] !== BELOW) fail("node 0 has a role");
-    if (freeBytes !== this.#freeBytes) {
-      fail(`freeBytes is ${this.#freeBytes} but the free blocks add up to ${freeBytes}`);
-    }
-    // Walk the free lists: each entry a free block of the list's order, each free block listed once.
-    let listed = 0;
-    for (let k = 0; k <= this.maxOrder; k++) {
-      let previous = NIL;
-      for (let offset = this.#heads[k]!; offset !== NIL; offset = this.#next(offset)) {
-        const misaligned = offset % (this.minBlockSize << k) !== 0 || offset >= this.size;
-        const node = misaligned ? 0 : this.#node(k, offset);
-        if (role[node] !== FREE) {
-          fail(`free list ${k} holds ${hex(offset)}, which is not a free block of order ${k}`);
-        }
-        if (this.#prev(offset) !== previous) {
-          fail(`free list ${k}: bad back link at ${hex(offset)}`);
-        }
-        role[node] = BELOW; // listed: a second visit (a cycle or a duplicate) fails above
-        listed++;
-        previous = offset;
-      }
-    }
-    if (listed !== freeBlocks) fail(`the free lists hold ${listed} blocks, the tree ${freeBlocks}`);
+    checkInvariants(this, this.#heads, this.#links, this.#freeBytes);
   }
 
   // --- the block tree ---------------------------------------------------------------------------
@@ -662,53 +513,7 @@ export class BuddyAllocator {
    * ```
    */
   rejection(offset: number, verb: string, base = 0): Error {
-    if (typeof offset !== "number") {
-      return new TypeError(
-        `Cannot ${verb} ${String(offset)}: an address must be a number, got ${typeof offset}`,
-      );
-    }
-    const address = base + offset;
-    const freeing = verb === "free" || verb === "reallocate";
-    const Invalid = freeing ? InvalidFreeError : InvalidAddressError;
-    const where = `Cannot ${verb} ${hex(address)}`;
-    if (!(offset >= 0 && offset < this.size) || !Number.isInteger(offset)) {
-      return new Invalid(`${where}: it is not an address of this heap`, address);
-    }
-    if (offset % this.minBlockSize !== 0) {
-      return new Invalid(
-        `${where}: blocks are ${this.minBlockSize}-byte aligned, this address is not`,
-        address,
-      );
-    }
-    // Walk down from the root to the block that contains `offset`.
-    let node = 1;
-    let start = 0;
-    for (let k = this.maxOrder;; k--) {
-      const end = start + (this.minBlockSize << k);
-      if (!this.#test(node)) {
-        const Free = freeing ? DoubleFreeError : InvalidAddressError;
-        return new Free(
-          `${where}: it lies in free block [${hex(base + start)}, ${
-            hex(base + end)
-          }) (double free?)`,
-          address,
-        );
-      }
-      if (k === 0 || !this.#hasUsedChild(node)) {
-        return new Invalid(
-          `${where}: it is inside the block [${hex(base + start)}, ${
-            hex(base + end)
-          }), not at its start`,
-          address,
-        );
-      }
-      const half = this.minBlockSize << (k - 1);
-      node *= 2;
-      if (offset >= start + half) {
-        node += 1;
-        start += half;
-      }
-    }
+    return rejectionAt(this, offset, verb, base);
   }
 
   // --- free lists (links inside the free blocks) -----------------------------------------------

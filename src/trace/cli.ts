@@ -6,9 +6,12 @@
  * As a program:
  *
  * ```sh
+ * # in a clone of the repository
  * deno task trace                                   # the built-in traces, every allocator
  * deno task trace --allocator=pseudo,segregated my.rep other.rep
- * deno run --allow-ffi --allow-read --allow-write jsr:@pseudo/malloc/trace --json
+ * # anywhere, from JSR (the flags of the task)
+ * deno run --allow-ffi --allow-read --allow-write --v8-flags=--no-maglev \
+ *   jsr:@pseudo/malloc/trace --json
  * ```
  *
  * As a library: {@linkcode parseTrace}, {@linkcode generateTrace}, {@linkcode replay} (the
@@ -29,6 +32,7 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import type { Allocator } from "../allocator.ts";
 import { BUILTIN_TRACES, builtinTraces, DEFAULT_SEED } from "./generate.ts";
 import { LibcAllocator, measureLibcFootprint } from "./libc.ts";
@@ -73,7 +77,13 @@ export type { AllocatorSetup } from "./targets.ts";
 export { summarize } from "./report.ts";
 export type { AllocatorRun, SummaryRow, TraceRun } from "./report.ts";
 
-const USAGE = `Usage: deno task trace [options] [trace.rep ...]
+const USAGE =
+  `Usage: deno task trace [options] [trace.rep ...]          (in a clone of the repository)
+   or: deno run --allow-ffi --allow-read --allow-write --v8-flags=--no-maglev \\
+         jsr:@pseudo/malloc/trace [options] [trace.rep ...]
+
+--allow-read is for trace files and --allow-write for --svg; --v8-flags=--no-maglev, which the
+task passes too, keeps libc's FFI calls on Deno's fast path in the timings.
 
 Replays malloc traces (CMU malloc-lab format; "-" reads standard input) through the allocators of
 @pseudo/malloc and libc malloc, checking every block, and reports utilization and throughput.
@@ -114,7 +124,34 @@ class UsageError extends Error {}
 /** Timed runs per allocator and trace, at least: the fastest of two or more is reported. */
 const MIN_RUNS = 2;
 
-function parseArgs(args: readonly string[], extra: readonly string[]): Options | "help" {
+/**
+ * The flags, as `node:util`'s `parseArgs` reads them: a `string` flag takes a value (`--seed=7` or
+ * `--seed 7`), a `boolean` flag none.
+ */
+const FLAGS = {
+  allocator: { type: "string" },
+  "no-libc": { type: "boolean" },
+  json: { type: "boolean" },
+  svg: { type: "string" },
+  seed: { type: "string" },
+  scale: { type: "string" },
+  tag: { type: "string" },
+  time: { type: "string" },
+  "no-timing": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Flag = keyof typeof FLAGS;
+
+/**
+ * Reads the command line. `parseArgs` splits it into tokens, not strictly: it splits
+ * `--flag=value`, gives a string flag the next argument as its value even when that begins with a
+ * dash (`--time -1`), and makes every argument after `--` a positional one. It leaves the checks to
+ * this function, which goes through the tokens in order and stops at the first bad one with the
+ * message of its kind: `--svg needs a value`, `--json takes no value`, `unknown option --x`, then
+ * the value's own check (`--seed must be an integer`, ...).
+ */
+function parseOptions(args: readonly string[], extra: readonly string[]): Options | "help" {
   const options: Options = {
     files: [],
     allocators: [...ALLOCATOR_NAMES, ...extra, "libc"],
@@ -127,27 +164,35 @@ function parseArgs(args: readonly string[], extra: readonly string[]): Options |
     time: 0.2,
     timing: true,
   };
-  const valued = new Set(["--allocator", "--svg", "--seed", "--scale", "--tag", "--time"]);
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === "--") {
-      options.files.push(...args.slice(i + 1));
-      break;
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: FLAGS,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  let shortArg = -1;
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") continue;
+    if (token.kind === "positional") {
+      options.files.push(token.value); // "-" (standard input) among them
+      continue;
     }
-    if (arg === "-h" || arg === "--help") return "help";
-    if (!arg.startsWith("--") || arg === "-") {
+    // One dash: -h is the help; any other argument ("-x", "-hx", "-5") is a file's name. parseArgs
+    // makes a token of each letter of a group (-hx); the argument is taken once, whole.
+    const arg = args[token.index]!;
+    if (!arg.startsWith("--")) {
+      if (token.index === shortArg) continue;
+      shortArg = token.index;
+      if (arg === "-h") return "help";
       options.files.push(arg);
       continue;
     }
-    const equals = arg.indexOf("=");
-    const flag = equals < 0 ? arg : arg.slice(0, equals);
-    let value: string | undefined = equals < 0 ? undefined : arg.slice(equals + 1);
-    if (valued.has(flag) && value === undefined) {
-      value = args[++i];
-      if (value === undefined) throw new UsageError(`${flag} needs a value`);
-    } else if (!valued.has(flag) && value !== undefined) {
-      throw new UsageError(`${flag} takes no value`);
-    }
+    const flag = token.rawName;
+    const value = token.value;
+    const valued = Object.hasOwn(FLAGS, token.name) && FLAGS[token.name as Flag].type === "string";
+    if (valued && value === undefined) throw new UsageError(`${flag} needs a value`);
+    if (!valued && value !== undefined) throw new UsageError(`${flag} takes no value`);
     const number = (what: string): number => {
       const n = Number(value);
       if (value === "" || !Number.isFinite(n)) {
@@ -155,8 +200,8 @@ function parseArgs(args: readonly string[], extra: readonly string[]): Options |
       }
       return n;
     };
-    switch (flag) {
-      case "--allocator": {
+    switch (token.name as Flag) {
+      case "allocator": {
         const names = value!.split(",").map((name) => name.trim()).filter((name) => name !== "");
         for (const name of names) {
           if (name !== "libc" && !ALLOCATOR_NAMES.includes(name) && !extra.includes(name)) {
@@ -171,36 +216,38 @@ function parseArgs(args: readonly string[], extra: readonly string[]): Options |
         options.allocators = names;
         break;
       }
-      case "--no-libc":
+      case "no-libc":
         options.libc = false;
         break;
-      case "--json":
+      case "json":
         options.json = true;
         break;
-      case "--svg":
+      case "svg":
         options.svg = value!;
         break;
-      case "--seed":
+      case "seed":
         options.seed = number("number");
         if (!Number.isInteger(options.seed)) throw new UsageError("--seed must be an integer");
         break;
-      case "--scale":
+      case "scale":
         options.scale = number("number");
         if (!(options.scale > 0)) throw new UsageError("--scale must be positive");
         break;
-      case "--tag":
+      case "tag":
         if (value !== "full" && value !== "ends" && value !== "none") {
           throw new UsageError(`--tag must be full, ends or none, not "${value}"`);
         }
         options.tag = value;
         break;
-      case "--time":
+      case "time":
         options.time = number("number of seconds");
         if (!(options.time >= 0)) throw new UsageError("--time must not be negative");
         break;
-      case "--no-timing":
+      case "no-timing":
         options.timing = false;
         break;
+      case "help":
+        return "help";
       default:
         throw new UsageError(`unknown option ${flag}`);
     }
@@ -360,7 +407,7 @@ export async function main(
   let options: Options;
   let traces: { trace: Trace; source: TraceRun["source"] }[];
   try {
-    const parsed = parseArgs(args, Object.keys(custom));
+    const parsed = parseOptions(args, Object.keys(custom));
     if (parsed === "help") {
       console.log(USAGE);
       return 0;

@@ -16,69 +16,27 @@ import {
   OutOfMemoryError,
 } from "../errors.ts";
 import { OP_ALLOC, OP_REALLOC, type Trace } from "./trace.ts";
+import { libcMalloc, mallinfo2, type MallocFamily } from "../../ffi/libc_malloc.ts";
 
-const darwin = Deno.build.os === "darwin";
-
-const SYMBOLS = {
-  malloc: { parameters: ["usize"], result: "usize" },
-  calloc: { parameters: ["usize", "usize"], result: "usize" },
-  realloc: { parameters: ["usize", "usize"], result: "usize" },
-  free: { parameters: ["usize"], result: "void" },
-  usableSize: {
-    name: darwin ? "malloc_size" : "malloc_usable_size",
-    parameters: ["usize"],
-    result: "usize",
-  },
-  mallinfo2: {
-    parameters: [],
-    result: { struct: Array(10).fill("usize") as "usize"[] },
-    optional: true,
-  },
-  mallocTrim: { name: "malloc_trim", parameters: ["usize"], result: "i32", optional: true },
-} as const;
-
-/** libc's malloc family with bigint sizes and addresses: Deno's fast FFI call path. */
-export interface LibcSymbols {
-  /** `malloc(size)`. */
-  malloc(size: bigint): bigint;
-  /** `calloc(count, size)`. */
-  calloc(count: bigint, size: bigint): bigint;
-  /** `realloc(address, size)`. */
-  realloc(address: bigint, size: bigint): bigint;
-  /** `free(address)`. */
-  free(address: bigint): void;
-  /** `malloc_usable_size` (`malloc_size` on macOS). */
-  usableSize(address: bigint): bigint;
-}
-
-interface Library {
-  symbols: LibcSymbols;
-  mallinfo2: (() => Uint8Array) | null;
-  mallocTrim: ((pad: bigint) => number) | null;
-}
-
-let library: Library | undefined;
+// The bindings live in ffi/libc_malloc.ts, with the C declaration of each symbol.
+export type { MallocFamily as LibcSymbols } from "../../ffi/libc_malloc.ts";
 
 /**
- * Opens the C library once per process.
+ * Opens the C library once per process (shared with every other user of `ffi/libc_malloc.ts`).
  *
- * @returns The malloc family as bigint functions.
+ * @returns The malloc family as bigint functions: Deno's symbols object itself, no wrapper.
  * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
+ *
+ * @example A malloc and free pair through FFI
+ * ```ts
+ * import { libcSymbols } from "@pseudo/malloc/trace";
+ *
+ * const libc = libcSymbols();
+ * libc.free(libc.malloc(64n));
+ * ```
  */
-export function libcSymbols(): LibcSymbols {
-  return open().symbols;
-}
-
-function open(): Library {
-  if (library) return library;
-  const lib = Deno.dlopen(darwin ? "/usr/lib/libSystem.B.dylib" : "libc.so.6", SYMBOLS);
-  const s = lib.symbols;
-  library = {
-    symbols: s as unknown as LibcSymbols,
-    mallinfo2: s.mallinfo2 as (() => Uint8Array) | null,
-    mallocTrim: s.mallocTrim as ((pad: bigint) => number) | null,
-  };
-  return library;
+export function libcSymbols(): MallocFamily {
+  return libcMalloc();
 }
 
 /** Bytes of each view window over native memory, and the window alignment. */
@@ -107,7 +65,7 @@ const WINDOW = 1 << 20;
  * ```
  */
 export class LibcAllocator implements Allocator {
-  #libc: LibcSymbols;
+  #libc: MallocFamily;
   #live = new Map<number, number>();
   #windows = new Map<number, ArrayBuffer>();
   #counters = new Counters();
@@ -358,15 +316,12 @@ function chunkSize(size: number): number {
  * ```
  */
 export function measureLibcFootprint(trace: Trace): LibcFootprint | undefined {
-  const lib = open();
-  const mallinfo2 = lib.mallinfo2;
-  if (mallinfo2 === null) return undefined;
-  const { malloc, realloc, free } = lib.symbols;
+  const libc = libcMalloc();
+  if (libc.mallinfo2 === null) return undefined;
+  const { malloc, realloc, free } = libc;
   const read = () => {
-    const raw = mallinfo2();
-    const fields = new BigUint64Array(raw.buffer, raw.byteOffset, 10);
-    const hblkhd = Number(fields[4]);
-    return { held: Number(fields[0]) + hblkhd, used: Number(fields[7]) + hblkhd };
+    const { arena, hblkhd, uordblks } = mallinfo2()!;
+    return { held: arena + hblkhd, used: uordblks + hblkhd };
   };
   const sizes = Array.from(trace.sizes, (size) => BigInt(size));
   const slots: bigint[] = new Array(trace.idLimit).fill(0n);
@@ -374,7 +329,7 @@ export function measureLibcFootprint(trace: Trace): LibcFootprint | undefined {
   const every = Math.max(1, Math.ceil(trace.length / 64));
   let chunkBytes = 0;
   let chunkBytesAtPeak = 0;
-  lib.mallocTrim?.(0n);
+  libc.mallocTrim?.(0n);
   const base = read();
   let sampled = 0;
   let samples = 0;
