@@ -72,7 +72,6 @@
 
 import type { Os } from "../../ffi/os.ts";
 import { hex } from "../errors.ts";
-import { libcOs } from "../../ffi/libc.ts"; // TRANSITIONAL: for the old calls only
 
 /** First address the window hands out: 256 MiB, above where a non-PIE program and its brk live. */
 export const LOW_START = 0x1000_0000;
@@ -141,18 +140,7 @@ export class LowAddressWindow {
    * @param length Bytes to map.
    * @returns The address, or 0 when nothing low could be had (the window is full or closed).
    */
-  map(os: LowMemoryOs, length: number): number;
-  /**
-   * TRANSITIONAL (remove once the heap passes its `Os`): the old call, through `libcOs`.
-   *
-   * @deprecated Pass the `Os`: `map(os, length)`.
-   * @param length Bytes to map.
-   * @returns The address, or 0.
-   */
-  map(length: number): number;
-  map(os: LowMemoryOs | number, length?: number): number {
-    if (typeof os === "number") return this.map(libcOs, os);
-    length = length!;
+  map(os: LowMemoryOs, length: number): number {
     if (!Number.isInteger(Math.log2(length))) {
       throw new RangeError(`Cannot map ${length} bytes low: the length is not a power of two`);
     }
@@ -204,18 +192,7 @@ export class LowAddressWindow {
    * @param length The length it was given.
    * @throws {RangeError} When the range is not a live mapping of this window (nothing is called).
    */
-  unmap(os: LowMemoryOs, address: number, length: number): void;
-  /**
-   * TRANSITIONAL (remove once the heap passes its `Os`): the old call, through `libcOs`.
-   *
-   * @deprecated Pass the `Os`: `unmap(os, address, length)`.
-   * @param address The address `map` returned.
-   * @param length The length it was given.
-   */
-  unmap(address: number, length: number): void;
-  unmap(os: LowMemoryOs | number, address: number, length?: number): void {
-    if (typeof os === "number") return this.unmap(libcOs, os, address);
-    length = length!;
+  unmap(os: LowMemoryOs, address: number, length: number): void {
     if (this.#live.get(address) !== length) {
       throw new RangeError(
         `Cannot unmap ${length} bytes at ${hex(address)}: not a live mapping of the low window`,
