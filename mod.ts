@@ -29,7 +29,7 @@
  * @module
  */
 
-export { PseudoMalloc } from "./src/heap/pseudo_malloc.ts";
+export { CACHE_DEPTH, CACHE_ORDER_BYTES, PseudoMalloc } from "./src/heap/pseudo_malloc.ts";
 export type {
   ArenaStats,
   HeapStats,

@@ -230,8 +230,9 @@ export class HeapCore {
       arena.tags[offset >>> this.config.minShift] = size + 1;
       return address;
     }
-    // Move: allocate first, so that a failure leaves the old block untouched.
-    const moved = this.outOfLine(MALLOC, size, wanted);
+    // Move: allocate first, so that a failure leaves the old block untouched. (Not through
+    // `outOfLine`: the peak is noted once the old block is freed.)
+    const moved = small ? this.mallocSmall(size, wanted) : this.#mallocLarge(size);
     const kept = Math.min(this.config.minBlockSize << order, size);
     if (this.arenas.arenaOf(moved) === arena) {
       // Within one arena: copyWithin makes no view objects.
@@ -243,11 +244,19 @@ export class HeapCore {
     return moved;
   }
 
+  /** A large block for realloc's move: `outOfLine`'s large `malloc` without noting the peak. */
+  #mallocLarge(size: number): number {
+    const address = this.large.map(size);
+    this.counters.allocated(size);
+    this.syncMapped();
+    return address;
+  }
+
   #reallocLarge(address: number, size: number): number {
     const length = this.large.lengthOf(address);
     if (length < 0) throw this.large.rejection(address, "reallocate");
     if (size < this.config.threshold) {
-      const moved = this.outOfLine(MALLOC, size, -1);
+      const moved = this.mallocSmall(size, this.orderOf(size));
       this.view(moved, size).set(this.large.view(address, size));
       try {
         this.outOfLine(FREE, address, -1);
