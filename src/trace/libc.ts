@@ -1,6 +1,7 @@
 /**
  * The C library's malloc through FFI, as an {@linkcode Allocator} for checking replays and as raw
- * bigint symbols for timing, plus a footprint probe (`mallinfo2`, glibc only).
+ * bigint symbols for timing, plus a footprint probe (`mallinfo2`, glibc only). The bindings
+ * themselves are in `ffi/libc_malloc.ts`.
  *
  * @module
  */
