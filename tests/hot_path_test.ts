@@ -17,7 +17,7 @@ const MALLOC = "malloc";
 const CALLOC = "calloc";
 const FREE = "free";
 /** The one out-of-line slow path, bigger on purpose than V8 inlines. */
-const SLOW_PATH = "#outOfLine";
+const SLOW_PATH = "outOfLine";
 
 /** V8's reason for not inlining a function of more than `--max-inlined-bytecode-size` (460). */
 const TOO_BIG = "exceeds bytecode limit";
