@@ -1,7 +1,15 @@
-// The contract every Allocator keeps, as one suite run against each implementation.
+// The contract every Allocator keeps, as one suite run against each implementation, and the check
+// of what it keeps when the OS refuses a system call.
 //
 // Usage, in an allocator's own test file:
 //   contractSuite("BumpAllocator", () => new BumpAllocator(), { ... capabilities ... });
+//   const failed = failEachCall({
+//     call: "unmap",
+//     setup: (os, live) => { const a = new BumpAllocator({ os }); live.malloc(a, 100); return a; },
+//     act: (a) => a.close(),
+//     closes: true,
+//   });
+//   assert.equal(failed, 1); // close makes one munmap, and it was failed once
 import assert from "node:assert/strict";
 import {
   type Allocator,
@@ -9,7 +17,11 @@ import {
   HeapClosedError,
   InvalidAddressError,
   InvalidFreeError,
+  type OsCall,
+  OsError,
+  OutOfMemoryError,
 } from "../mod.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 import { mulberry32 } from "./_random.ts";
 
 /** What a design can do; the suite checks exactly what is promised. */
@@ -290,4 +302,159 @@ export function contractSuite(name: string, create: () => Allocator, caps: Capab
     }
     assert.throws(() => escaped.malloc(1), HeapClosedError);
   });
+}
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+/** Blocks a fault test keeps live across a failing call, each filled with a pattern of its own. */
+export class LiveBlocks {
+  #blocks = new Map<number, [size: number, seed: number]>();
+  #seed = 0;
+
+  /** Blocks recorded. */
+  get count(): number {
+    return this.#blocks.size;
+  }
+
+  /** Bytes requested by the blocks recorded. */
+  get bytes(): number {
+    let total = 0;
+    for (const [size] of this.#blocks.values()) total += size;
+    return total;
+  }
+
+  /** The recorded addresses. */
+  addresses(): number[] {
+    return [...this.#blocks.keys()];
+  }
+
+  /** Records the live block at `address` of `size` requested bytes and fills it with a pattern. */
+  add(allocator: Allocator, address: number, size: number): number {
+    const seed = ++this.#seed * 37;
+    stamp(allocator, address, size, seed);
+    this.#blocks.set(address, [size, seed]);
+    return address;
+  }
+
+  /** Allocates `size` bytes and records them. */
+  malloc(allocator: Allocator, size: number): number {
+    return this.add(allocator, allocator.malloc(size), size);
+  }
+
+  /** Forgets a block that was freed. */
+  delete(address: number): void {
+    assert.ok(this.#blocks.delete(address), `block ${address.toString(16)} is not recorded`);
+  }
+
+  /** After `realloc(from, size)` returned `to`: checks the kept bytes, then records `to`. */
+  moved(allocator: Allocator, from: number, to: number, size: number): void {
+    const [old, seed] = this.#blocks.get(from)!;
+    assertStamp(allocator, to, Math.min(old, size), seed);
+    this.#blocks.delete(from);
+    this.add(allocator, to, size);
+  }
+
+  /** Asserts that every recorded block still holds its pattern. */
+  check(allocator: Allocator): void {
+    for (const [address, [size, seed]] of this.#blocks) assertStamp(allocator, address, size, seed);
+  }
+
+  /**
+   * After a `close` that failed half-way: forgets the blocks the allocator no longer knows (it
+   * unmapped them before the failure) and returns how many it forgot.
+   */
+  forgetGone(allocator: Allocator): number {
+    let gone = 0;
+    for (const address of this.addresses()) {
+      try {
+        allocator.usableSize(address);
+      } catch (error) {
+        assert.ok(
+          error instanceof InvalidAddressError,
+          `usableSize after a failed close: ${error}`,
+        );
+        this.#blocks.delete(address);
+        gone++;
+      }
+    }
+    return gone;
+  }
+}
+
+/** A call that may fail when the OS refuses one of its system calls, for {@linkcode failEachCall}. */
+export interface FaultCase<A extends Allocator> {
+  /** The system call to fail. */
+  call: OsCall;
+  /** A fresh allocator over `os`, with the blocks that must survive recorded in `live`. */
+  setup(os: FaultyOs, live: LiveBlocks): A;
+  /** The call under test; it records its effect in `live` only after the allocator returned. */
+  act(allocator: A, live: LiveBlocks): void;
+  /** The call closes the allocator: a failure may leave it with fewer blocks (see `forgetGone`). */
+  closes?: boolean;
+}
+
+/**
+ * Fails the n-th `call` of `act` for n = 0, 1, 2, ..., each time on a fresh allocator, until `act`
+ * makes fewer calls than n + 1. After each failure: the error is the typed one (`OsError` from
+ * `munmap`, `OutOfMemoryError` from a mapping call, with the injected errno), `validate()` passes,
+ * every live block holds its contents, the counters agree with the blocks; then, the OS healed,
+ * the same call succeeds. Returns the number of calls that were failed.
+ */
+export function failEachCall<A extends Allocator>(fault: FaultCase<A>): number {
+  for (let n = 0;; n++) {
+    const os = new FaultyOs();
+    const live = new LiveBlocks();
+    const allocator = fault.setup(os, live);
+    try {
+      os.fail(fault.call, n, { errno: INJECTED_ERRNO });
+      let error: unknown;
+      try {
+        fault.act(allocator, live);
+      } catch (caught) {
+        error = caught;
+      }
+      if (!os.failed) {
+        if (error !== undefined) throw error;
+        return n;
+      }
+      const what = `${fault.call} #${n}`;
+      if (fault.call === "unmap") {
+        assert.ok(error instanceof OsError, `${what}: expected an OsError, got ${error}`);
+        assert.equal(error.call, "munmap", what);
+        assert.equal(error.errno, INJECTED_ERRNO, what);
+      } else {
+        assert.ok(
+          error instanceof OutOfMemoryError,
+          `${what}: expected OutOfMemoryError: ${error}`,
+        );
+        assert.equal(error.errno, INJECTED_ERRNO, what);
+      }
+      if (fault.closes) live.forgetGone(allocator);
+      assertIntact(allocator, live, `after ${what} failed`);
+      os.heal();
+      fault.act(allocator, live);
+      if (fault.closes) {
+        assert.throws(() => allocator.stats(), HeapClosedError, `${what}: closed on retry`);
+      } else {
+        assertIntact(allocator, live, `after ${what} was retried`);
+      }
+    } finally {
+      os.heal();
+      allocator.close();
+    }
+  }
+}
+
+/** The errno the fault tests inject: EAGAIN, which no allocator makes up by itself. */
+const INJECTED_ERRNO = 11;
+
+/** `validate()` passes, the blocks hold their contents, and the counters agree with them. */
+function assertIntact(allocator: Allocator, live: LiveBlocks, when: string): void {
+  allocator.validate();
+  live.check(allocator);
+  const stats = allocator.stats();
+  assert.equal(stats.liveAllocations, live.count, `liveAllocations ${when}`);
+  assert.equal(stats.liveBytes, live.bytes, `liveBytes ${when}`);
+  assert.ok(stats.allocatedBytes >= stats.liveBytes, `allocatedBytes ${when}`);
+  assert.ok(stats.mappedBytes >= stats.allocatedBytes, `mappedBytes ${when}`);
 }

@@ -6,10 +6,12 @@ import {
   HeapClosedError,
   InvalidAddressError,
   InvalidFreeError,
+  OsError,
   OutOfMemoryError,
 } from "../mod.ts";
 import { memoryView, pageSize, protectMemory } from "../ffi/libc.ts";
-import { contractSuite } from "./_contract.ts";
+import { contractSuite, failEachCall } from "./_contract.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
 /** Bytes of header before every block. */
@@ -270,6 +272,56 @@ Deno.test("BumpAllocator.close unmaps the pool and later calls throw HeapClosedE
   assert.throws(() => arena.reset(), { name: "HeapClosedError", message: /Cannot call reset/ });
   assert.throws(() => arena.validate(), HeapClosedError);
   arena.close();
+});
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+Deno.test("BumpAllocator makes every system call through its os: one map, one unmap", () => {
+  const os = new FaultyOs();
+  const arena = new BumpAllocator({ os, size: 1 << 20 });
+  assert.equal(os.calls.map, 1);
+  const a = arena.malloc(100);
+  arena.realloc(a, 5000);
+  arena.free(arena.calloc(10, 10));
+  arena.reset();
+  arena.malloc(1);
+  assert.deepEqual([os.calls.map, os.calls.unmap], [1, 0], "the pool serves every request");
+  arena.close();
+  assert.deepEqual([os.calls.map, os.calls.unmap], [1, 1]);
+});
+
+Deno.test("BumpAllocator constructor throws the OS's OutOfMemoryError when the pool is refused", () => {
+  const os = new FaultyOs().fail("map", 0, { errno: 11 });
+  assert.throws(() => new BumpAllocator({ os }), (error) => {
+    assert.ok(error instanceof OutOfMemoryError);
+    assert.equal(error.errno, 11);
+    return true;
+  });
+  using arena = new BumpAllocator({ os, size: 1 << 20 });
+  arena.validate();
+});
+
+Deno.test("BumpAllocator.close that the OS refuses leaves the arena open and whole", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup(os, live) {
+      const arena = new BumpAllocator({ os, size: 1 << 20 });
+      live.malloc(arena, 100);
+      arena.free(arena.malloc(7));
+      live.malloc(arena, 3000);
+      return arena;
+    },
+    act: (arena) => arena.close(),
+    closes: true,
+  });
+  assert.equal(failed, 1);
+  const os = new FaultyOs();
+  const arena = new BumpAllocator({ os, size: 1 << 20 });
+  os.fail("unmap");
+  assert.throws(() => arena.close(), OsError);
+  arena.reset(); // still open
+  arena.close();
+  assert.throws(() => arena.reset(), HeapClosedError);
 });
 
 contractSuite("BumpAllocator", () => new BumpAllocator(), {

@@ -21,7 +21,7 @@
  * order. `size` is the request, `state` spells `LIVE`, `FREE` or `PAD_` in a hex dump, and `check`
  * is a hash of the block's offset, its size and the number of resets so far. The header is what
  * `usableSize`, `realloc` and the statistics read, and what `validate()` walks: the pool below
- * `top` is an unbroken chain of header + block records.
+ * `top` is an unbroken chain of header + block records (`_bump_header.ts` spells it out).
  *
  * `realloc` of the block nearest `top` grows or shrinks it in place by moving `top`. Another block
  * stays in place when it shrinks (its tail becomes a `PAD_` record, dead until reset); when it grows
@@ -62,91 +62,30 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "../allocator.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  InvalidFreeError,
-  OutOfMemoryError,
-} from "../errors.ts";
+import type { Allocator } from "../allocator.ts";
+import { OutOfMemoryError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { isFreeing, notAnAddress } from "../_checks.ts";
-import { callocSize, checkSize, MAX_SIZE, roundUp, viewLength } from "../_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
+import { checkOpen, reallocEdge } from "../_checks.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
+import type { Os } from "../../ffi/os.ts";
+import { libcOs } from "../../ffi/libc.ts";
+import { checkWord, type Pool, rejection, walkPool } from "./_bump_header.ts";
+import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
 
+export type { BumpAllocatorOptions, BumpStats };
+
+// The header format of _bump_header.ts, kept local for the fast paths: V8 folds a module's own
+// constants into the code that uses them, but loads (and checks) an imported or exported one at
+// every use, which measured 3 ns more per malloc/free pair.
 /** Block alignment and size granule. */
 const ALIGN = 16;
 /** Bytes of header before each block. */
 const HEADER = 16;
-/** The default pool: 64 MiB of address space, backed page by page as it is touched. */
-const DEFAULT_POOL_SIZE = 64 * 1024 * 1024;
-const TWO_32 = 2 ** 32;
-
-// State words; their bytes spell the state in a little-endian hex dump.
-/** "LIVE": a block handed out and not freed. */
+/** State words: "LIVE", "FREE" and "PAD_" in a little-endian hex dump. */
 const LIVE = 0x4556494c;
-/** "FREE": a freed block, dead until reset. */
 const FREE = 0x45455246;
-/** "PAD_": the tail that an in-place shrink cut off a block. */
 const PAD = 0x5f444150;
-
-/**
- * The check word of a header: a hash of the block's offset in the pool, its size and the reset
- * epoch (murmur3-style mixing, so any change to one input flips about half the bits).
- */
-function checkWord(block: number, sizeLow: number, sizeHigh: number, epoch: number): number {
-  let h = Math.imul((block / ALIGN) ^ 0x9e3779b9, 0xcc9e2d51);
-  h = Math.imul(h ^ (h >>> 15) ^ sizeLow, 0x1b873593);
-  h = Math.imul(h ^ (h >>> 13) ^ sizeHigh, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 16) ^ epoch, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/**
- * Options of {@linkcode BumpAllocator}.
- *
- * @example A small pool
- * ```ts
- * import { BumpAllocator, type BumpAllocatorOptions } from "@pseudo/malloc";
- *
- * const options: BumpAllocatorOptions = { size: 1 << 20 };
- * using arena = new BumpAllocator(options);
- * console.log(arena.poolSize); // 1048576
- * ```
- */
-export interface BumpAllocatorOptions {
-  /**
-   * Bytes of the pool, rounded up to whole pages and mapped once by the constructor. The default
-   * 64 MiB suits a laptop: untouched pages cost no memory, only address space. A positive integer
-   * up to 2^47. @default {67108864}
-   */
-  size?: number;
-}
-
-/**
- * A snapshot of a {@linkcode BumpAllocator}'s counters. `allocatedBytes` counts each live block
- * with its 16-byte header; `mappedBytes` is the pool.
- *
- * @example Dead space
- * ```ts
- * import { BumpAllocator, type BumpStats } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * using arena = new BumpAllocator();
- * arena.free(arena.malloc(100));
- * const stats: BumpStats = arena.stats();
- * assert.equal(stats.usedBytes, 128); // 16 header + 112 block, dead until reset
- * assert.equal(stats.allocatedBytes, 0);
- * ```
- */
-export interface BumpStats extends AllocatorStats {
-  /** Bytes of the pool below the bump pointer: live blocks, dead blocks and headers. */
-  usedBytes: number;
-  /** Calls of `reset()` so far. */
-  resets: number;
-}
+const TWO_32 = 2 ** 32;
 
 /**
  * An arena allocator: one pool mapped once, a bump pointer per request, `free` that only marks the
@@ -182,13 +121,14 @@ export class BumpAllocator implements Allocator {
   #resets = 0;
   #counters = new Counters();
   #closed = false;
+  #os: Os;
 
   /**
    * Maps the pool.
    *
-   * @param options The pool size; optional.
+   * @param options The pool size and the OS; optional.
    * @throws {RangeError} When `size` is not a positive integer up to 2^47.
-   * @throws {OutOfMemoryError} When the OS refuses to map the pool.
+   * @throws {OutOfMemoryError} When the OS refuses to map the pool; `errno` tells why.
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    *
    * @example Default and custom pools
@@ -203,15 +143,10 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   constructor(options: BumpAllocatorOptions = {}) {
-    const size = options.size ?? DEFAULT_POOL_SIZE;
-    if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) {
-      throw new RangeError(
-        `Cannot use a pool of ${size} bytes: size must be a positive integer up to 2^47`,
-      );
-    }
-    this.#poolSize = roundUp(size, pageSize());
-    this.#base = mapMemory(this.#poolSize);
-    const buffer = memoryView(this.#base, this.#poolSize);
+    this.#os = options.os ?? libcOs;
+    this.#poolSize = poolSize(options, this.#os.pageSize());
+    this.#base = this.#os.map(this.#poolSize);
+    const buffer = this.#os.view(this.#base, this.#poolSize);
     this.#u8 = new Uint8Array(buffer);
     this.#u32 = new Uint32Array(buffer);
   }
@@ -255,7 +190,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    if (this.#closed) throw new HeapClosedError("malloc");
+    checkOpen(this.#closed, "malloc");
     checkSize(size, "allocate");
     const address = this.#allocate(size, "allocate");
     this.#notePeaks();
@@ -286,7 +221,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("calloc");
+    checkOpen(this.#closed, "calloc");
     const total = callocSize(count, size);
     const dirty = this.#highWater;
     const address = this.#allocate(total, "allocate");
@@ -324,13 +259,8 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("realloc");
-    if (address === 0) return this.malloc(size);
-    checkSize(size, "reallocate");
-    if (size === 0) {
-      this.free(address);
-      return 0;
-    }
+    const edge = reallocEdge(this, this.#closed, address, size);
+    if (edge !== -1) return edge;
     const block = this.#live(address, "reallocate");
     const old = this.#sizeAt(block);
     const oldUsable = roundUp(old, ALIGN);
@@ -380,7 +310,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    if (this.#closed) throw new HeapClosedError("free");
+    checkOpen(this.#closed, "free");
     if (address === 0) return;
     this.#release(this.#live(address, "free"));
   }
@@ -408,7 +338,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   reset(): void {
-    if (this.#closed) throw new HeapClosedError("reset");
+    checkOpen(this.#closed, "reset");
     const counters = this.#counters;
     counters.totalFrees += counters.liveAllocations; // now none is live
     counters.liveBytes = 0;
@@ -435,7 +365,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    if (this.#closed) throw new HeapClosedError("usableSize");
+    checkOpen(this.#closed, "usableSize");
     return roundUp(this.#sizeAt(this.#live(address, "find the size of")), ALIGN);
   }
 
@@ -461,7 +391,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    if (this.#closed) throw new HeapClosedError("bytes");
+    checkOpen(this.#closed, "bytes");
     const block = this.#live(address, "view");
     const usable = roundUp(this.#sizeAt(block), ALIGN);
     const wanted = viewLength(address, length, usable);
@@ -488,7 +418,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   stats(): BumpStats {
-    if (this.#closed) throw new HeapClosedError("stats");
+    checkOpen(this.#closed, "stats");
     return {
       ...this.#counters.snapshot(this.#poolSize, this.#allocated),
       usedBytes: this.#top,
@@ -512,38 +442,14 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    if (this.#closed) throw new HeapClosedError("validate");
-    const broken = (what: string) => new Error(`BumpAllocator invariant broken: ${what}`);
-    if (this.#top % ALIGN !== 0 || this.#top > this.#highWater) {
-      throw broken(`top ${this.#top} is misaligned or above the high-water mark`);
-    }
-    if (this.#highWater > this.#poolSize) throw broken(`high-water mark beyond the pool`);
-    const u32 = this.#u32;
-    let live = 0;
-    let requested = 0;
-    let allocated = 0;
-    let header = 0;
-    while (header < this.#top) {
-      const block = header + HEADER;
-      const word = header / 4;
-      const size = this.#sizeAt(block);
-      const state = u32[word + 2]!;
-      const end = block + roundUp(size, ALIGN);
-      if (
-        end > this.#top || (state !== LIVE && state !== FREE && state !== PAD) ||
-        u32[word + 3] !== checkWord(block, u32[word]!, u32[word + 1]!, this.#epoch)
-      ) {
-        throw broken(`the header of block ${hex(this.#base + block)} is overwritten`);
-      }
-      if (state === LIVE) {
-        live++;
-        requested += size;
-        allocated += end - header;
-      }
-      header = end;
-    }
+    checkOpen(this.#closed, "validate");
+    const { live, requested, allocated } = walkPool(this.#pool());
     const expect = (what: string, actual: number, expected: number): void => {
-      if (actual !== expected) throw broken(`${what} is ${actual}, headers say ${expected}`);
+      if (actual !== expected) {
+        throw new Error(
+          `BumpAllocator invariant broken: ${what} is ${actual}, headers say ${expected}`,
+        );
+      }
     };
     expect("liveAllocations", this.#counters.liveAllocations, live);
     expect("liveBytes", this.#counters.liveBytes, requested);
@@ -553,6 +459,9 @@ export class BumpAllocator implements Allocator {
   /**
    * Unmaps the pool. Every later call except `close` throws {@linkcode HeapClosedError}; closing
    * twice does nothing. Views of the pool die: touching one kills the process.
+   *
+   * @throws {OsError} When the OS refuses the `munmap`: the arena then stays open and as it was,
+   *   and `close` can be called again.
    *
    * @example Explicit close
    * ```ts
@@ -565,10 +474,10 @@ export class BumpAllocator implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
+    this.#os.unmap(this.#base, this.#poolSize); // first: when the OS refuses, nothing has changed
     this.#closed = true;
     this.#u8 = new Uint8Array(0);
     this.#u32 = new Uint32Array(0);
-    unmapMemory(this.#base, this.#poolSize);
   }
 
   /**
@@ -645,47 +554,19 @@ export class BumpAllocator implements Allocator {
         }
       }
     }
-    throw this.#rejection(address, verb);
+    throw rejection(this.#pool(), address, verb);
   }
 
-  /** The error for an address that is not a live block (slow path). */
-  #rejection(address: number, verb: string): Error {
-    if (typeof address !== "number") return notAnAddress(address, verb);
-    const where = `Cannot ${verb} ${hex(address)}`;
-    const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
-    const block = address - this.#base;
-    if (!(block >= 0 && block < this.#poolSize)) {
-      return new Invalid(`${where}: it is not an address of this heap`, address);
-    }
-    if (block % ALIGN !== 0) {
-      return new Invalid(`${where}: blocks are 16-byte aligned`, address);
-    }
-    if (block > this.#top) {
-      return new Invalid(
-        `${where}: it is beyond the bump pointer (never allocated, or released by reset())`,
-        address,
-      );
-    }
-    if (block >= HEADER) {
-      const word = (block - HEADER) / 4;
-      const u32 = this.#u32;
-      const state = u32[word + 2];
-      if (u32[word + 3] === checkWord(block, u32[word]!, u32[word + 1]!, this.#epoch)) {
-        if (state === FREE) {
-          const message = `${where}: this block was already freed`;
-          return isFreeing(verb)
-            ? new DoubleFreeError(message, address)
-            : new InvalidAddressError(message, address);
-        }
-        if (state === PAD) {
-          return new Invalid(`${where}: it is inside the tail of a block that shrank`, address);
-        }
-      }
-    }
-    return new Invalid(
-      `${where}: no block header precedes it (an address inside a block, or an overwritten header)`,
-      address,
-    );
+  /** The pool as `_bump_header.ts` reads it, for the slow paths. */
+  #pool(): Pool {
+    return {
+      base: this.#base,
+      size: this.#poolSize,
+      u32: this.#u32,
+      top: this.#top,
+      highWater: this.#highWater,
+      epoch: this.#epoch,
+    };
   }
 
   #outOfMemory(size: number, verb: string, top: number): OutOfMemoryError {
