@@ -15,6 +15,8 @@ Deno.test("PseudoMalloc rejects an option of the wrong type with a TypeError nam
     ["debug", "yes"],
     ["debug", 1],
     ["onLeaks", "console"],
+    ["os", "libc"],
+    ["os", {}],
   ];
   for (const [name, value] of bad) {
     const options = { [name]: value } as unknown as PseudoMallocOptions;

@@ -46,6 +46,9 @@ export function resolveOptions(options: PseudoMallocOptions): HeapConfig {
   expectType("lowAddresses", options.lowAddresses, "boolean");
   expectType("debug", options.debug, "boolean");
   expectType("onLeaks", options.onLeaks, "function");
+  if (options.os !== undefined && typeof options.os?.map !== "function") {
+    throw new TypeError(`Cannot use os ${String(options.os)}: it must be an Os (see ffi/os.ts)`);
+  }
   const os = options.os ?? libcOs;
   const pageSize = os.pageSize();
   const arenaSize = options.arenaSize ?? DEFAULT_ARENA_SIZE;
