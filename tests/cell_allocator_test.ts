@@ -6,10 +6,12 @@ import {
   HeapClosedError,
   InvalidAddressError,
   InvalidFreeError,
+  OsError,
   OutOfMemoryError,
 } from "../mod.ts";
 import { memoryView, protectMemory } from "../ffi/libc.ts";
-import { contractSuite } from "./_contract.ts";
+import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 /** The defaults, spelled out: 32-byte cells in 64 KiB chunks. */
 const CELL = 32;
@@ -233,6 +235,87 @@ Deno.test("CellAllocator.close unmaps every chunk and later calls throw HeapClos
   assert.throws(() => cells.malloc(1), HeapClosedError);
   assert.throws(() => cells.validate(), HeapClosedError);
   cells.close();
+});
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+/** One page of cells per chunk: 128 cells of 32 bytes on 4 KiB pages. */
+const PAGE_CHUNK = 4096;
+
+/**
+ * A cell allocator over `os` with `chunks` chunks full of live cells, every `hole`-th one freed
+ * again (0: none), so that the free list runs through every chunk.
+ */
+function filled(os: FaultyOs, live: LiveBlocks, chunks: number, hole = 0): CellAllocator {
+  const cells = new CellAllocator({ os, chunkSize: PAGE_CHUNK });
+  const count = chunks * cells.cellsPerChunk;
+  const blocks = Array.from({ length: count }, (_, i) => live.malloc(cells, i % (CELL + 1)));
+  for (let i = 0; hole > 0 && i < count; i += hole) {
+    cells.free(blocks[i]!);
+    live.delete(blocks[i]!);
+  }
+  return cells;
+}
+
+Deno.test("CellAllocator makes every system call through its os: a map per chunk, an unmap each", () => {
+  const os = new FaultyOs();
+  const cells = new CellAllocator({ os, chunkSize: PAGE_CHUNK });
+  assert.equal(os.calls.map, 0, "nothing before the first request");
+  const blocks = Array.from({ length: cells.cellsPerChunk + 1 }, () => cells.malloc(8));
+  assert.equal(os.calls.map, 2);
+  for (const address of blocks) cells.free(address);
+  cells.calloc(2, 16);
+  assert.deepEqual([os.calls.map, os.calls.unmap], [2, 0], "free gives nothing back");
+  cells.close();
+  assert.deepEqual([os.calls.map, os.calls.unmap], [2, 2]);
+});
+
+for (const verb of ["malloc", "calloc"] as const) {
+  Deno.test(`CellAllocator.${verb} that needs a chunk the OS refuses changes nothing`, () => {
+    const failed = failEachCall({
+      call: "map",
+      setup: (os, live) => filled(os, live, 1),
+      act(cells, live) {
+        const address = verb === "malloc" ? cells.malloc(20) : cells.calloc(4, 5);
+        if (verb === "calloc") assert.ok(cells.bytes(address).every((byte) => byte === 0));
+        live.add(cells, address, 20);
+      },
+    });
+    assert.equal(failed, 1, "the chunk's one mmap");
+  });
+}
+
+Deno.test("CellAllocator.close that the OS refuses half-way stays open, whole and retryable", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: (os, live) => filled(os, live, 3, 3),
+    act: (cells) => cells.close(),
+    closes: true,
+  });
+  assert.equal(failed, 3, "one munmap per chunk, each failed once");
+  // The second munmap refused: the first chunk is gone, the other two stay with their free cells.
+  const os = new FaultyOs();
+  const cells = new CellAllocator({ os, chunkSize: PAGE_CHUNK });
+  const perChunk = cells.cellsPerChunk;
+  const blocks = Array.from({ length: 3 * perChunk }, () => cells.malloc(8));
+  for (let i = 0; i < blocks.length; i += 2) cells.free(blocks[i]!);
+  os.fail("unmap", 1);
+  assert.throws(() => cells.close(), OsError);
+  const stats = cells.stats();
+  assert.deepEqual([stats.chunks, stats.freeCells, stats.liveAllocations], [2, perChunk, perChunk]);
+  for (const address of blocks.slice(0, perChunk)) {
+    assert.throws(() => cells.usableSize(address), InvalidAddressError, "in the unmapped chunk");
+  }
+  for (const address of blocks.slice(perChunk).filter((_, i) => i % 2 === 1)) {
+    assert.equal(cells.usableSize(address), CELL, "live in a chunk that stays");
+  }
+  cells.validate();
+  const kept = new Set(blocks.slice(perChunk).filter((_, i) => i % 2 === 0));
+  for (let i = 0; i < perChunk; i++) assert.ok(kept.has(cells.malloc(8)), "a free cell left");
+  assert.equal(cells.stats().chunks, 2);
+  cells.validate();
+  cells.close();
+  assert.throws(() => cells.stats(), HeapClosedError);
 });
 
 contractSuite("CellAllocator", () => new CellAllocator(), {

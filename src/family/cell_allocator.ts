@@ -53,92 +53,24 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "../allocator.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  InvalidFreeError,
-  OutOfMemoryError,
-} from "../errors.ts";
+import type { Allocator } from "../allocator.ts";
+import { hex, OutOfMemoryError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { isFreeing, notAnAddress } from "../_checks.ts";
-import { callocSize, checkSize, isPowerOfTwo, viewLength } from "../_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
+import { checkOpen, reallocEdge } from "../_checks.ts";
+import { callocSize, checkSize, viewLength } from "../_size.ts";
+import type { Os } from "../../ffi/os.ts";
+import { libcOs } from "../../ffi/libc.ts";
+import {
+  type CellAllocatorOptions,
+  type CellGeometry,
+  cellGeometry,
+  type CellStats,
+} from "./_cell_options.ts";
+import { checkCells, type Chunk, linkAt, mapChunk, rejection, relink } from "./_cell_chunks.ts";
 
-/** The default cell: two 16-byte granules, room for a binary-tree node and some. */
-const DEFAULT_CELL_SIZE = 32;
-/** The default chunk: 64 KiB, 2048 default cells. */
-const DEFAULT_CHUNK_SIZE = 64 * 1024;
-/** The largest chunk: 1 GiB. */
-const MAX_CHUNK_SIZE = 2 ** 30;
-/** Cells are multiples of this, so every cell is aligned like C's malloc. */
-const ALIGN = 16;
+export type { CellAllocatorOptions, CellStats };
+
 const TWO_32 = 2 ** 32;
-
-/**
- * Options of {@linkcode CellAllocator}. Every field has a default.
- *
- * @example 16-byte cells in 4 KiB chunks
- * ```ts
- * import { CellAllocator, type CellAllocatorOptions } from "@pseudo/malloc";
- *
- * const options: CellAllocatorOptions = { cellSize: 16, chunkSize: 4096 };
- * using cells = new CellAllocator(options);
- * console.log(cells.cellsPerChunk); // 256
- * ```
- */
-export interface CellAllocatorOptions {
-  /**
-   * Bytes per cell, the largest request served: a multiple of 16, at most `chunkSize`.
-   * @default {32}
-   */
-  cellSize?: number;
-  /**
-   * Bytes per chunk, mapped when the free list runs dry: a power of two from the page size to
-   * 1 GiB. Chunks are aligned to their size. @default {65536}
-   */
-  chunkSize?: number;
-  /**
-   * Most chunks mapped at once; beyond it `malloc` throws {@linkcode OutOfMemoryError}.
-   * @default {Infinity}
-   */
-  maxChunks?: number;
-}
-
-/**
- * A snapshot of a {@linkcode CellAllocator}'s counters. `allocatedBytes` is the live cells times
- * the cell size; `mappedBytes` is the chunks.
- *
- * @example Cells in use and free
- * ```ts
- * import { CellAllocator, type CellStats } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * using cells = new CellAllocator();
- * cells.malloc(10);
- * const stats: CellStats = cells.stats();
- * assert.equal(stats.allocatedBytes, 32);
- * assert.equal(stats.freeCells, 2047);
- * ```
- */
-export interface CellStats extends AllocatorStats {
-  /** Chunks mapped now. */
-  chunks: number;
-  /** Cells on the free list. */
-  freeCells: number;
-}
-
-/** One chunk: its address, views of its memory, and one entry per cell. */
-interface Chunk {
-  base: number;
-  /** The chunk as 32-bit words: a free cell's link is the two words at its start. */
-  words: Uint32Array;
-  bytes: Uint8Array;
-  /** Per cell: 0 when free, requested size + 1 when live. */
-  slots: Uint8Array | Uint16Array | Uint32Array;
-}
 
 /**
  * A fixed-size cell allocator: every block is one cell (32 bytes by default), taken from a free
@@ -161,6 +93,9 @@ interface Chunk {
  * ```
  */
 export class CellAllocator implements Allocator {
+  #os: Os;
+  #geometry: CellGeometry;
+  // The geometry again, as fields of their own for the fast paths.
   #cellSize: number;
   #chunkSize: number;
   #maxChunks: number;
@@ -185,7 +120,7 @@ export class CellAllocator implements Allocator {
   /**
    * Creates an allocator. The first chunk is mapped on first use.
    *
-   * @param options Cell size, chunk size and chunk limit; all optional.
+   * @param options Cell size, chunk size, chunk limit and the OS; all optional.
    * @throws {RangeError} When an option is out of range.
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    *
@@ -200,32 +135,13 @@ export class CellAllocator implements Allocator {
    * ```
    */
   constructor(options: CellAllocatorOptions = {}) {
-    const page = pageSize();
-    this.#cellSize = options.cellSize ?? DEFAULT_CELL_SIZE;
-    this.#chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.#maxChunks = options.maxChunks ?? Infinity;
-    if (
-      !isPowerOfTwo(this.#chunkSize) || this.#chunkSize < page ||
-      this.#chunkSize > MAX_CHUNK_SIZE
-    ) {
-      throw new RangeError(
-        `Cannot use chunkSize ${this.#chunkSize}: it must be a power of two from the page size (${page}) to 2^30`,
-      );
-    }
-    if (
-      !Number.isInteger(this.#cellSize) || this.#cellSize < ALIGN ||
-      this.#cellSize % ALIGN !== 0 || this.#cellSize > this.#chunkSize
-    ) {
-      throw new RangeError(
-        `Cannot use cellSize ${this.#cellSize}: it must be a multiple of 16 from 16 to chunkSize (${this.#chunkSize})`,
-      );
-    }
-    if (!(this.#maxChunks >= 0) || (this.#maxChunks % 1 !== 0 && this.#maxChunks !== Infinity)) {
-      throw new RangeError(
-        `Cannot use maxChunks ${this.#maxChunks}: it must be a non-negative integer or Infinity`,
-      );
-    }
-    this.#cellsPerChunk = Math.floor(this.#chunkSize / this.#cellSize);
+    this.#os = options.os ?? libcOs;
+    const geometry = cellGeometry(options, this.#os.pageSize());
+    this.#geometry = geometry;
+    this.#cellSize = geometry.cellSize;
+    this.#chunkSize = geometry.chunkSize;
+    this.#maxChunks = geometry.maxChunks;
+    this.#cellsPerChunk = geometry.cellsPerChunk;
   }
 
   /**
@@ -301,7 +217,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    if (this.#closed) throw new HeapClosedError("malloc");
+    checkOpen(this.#closed, "malloc");
     checkSize(size, "allocate");
     if (size > this.#cellSize) throw this.#tooLarge(`${size} bytes`, "allocate");
     const address = this.#pop(size);
@@ -335,7 +251,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("calloc");
+    checkOpen(this.#closed, "calloc");
     const total = callocSize(count, size);
     if (total > this.#cellSize) throw this.#tooLarge(`${count} × ${size} bytes`, "allocate");
     const chunk = this.#head === 0 ? undefined : this.#headChunk;
@@ -372,13 +288,8 @@ export class CellAllocator implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("realloc");
-    if (address === 0) return this.malloc(size);
-    checkSize(size, "reallocate");
-    if (size === 0) {
-      this.free(address);
-      return 0;
-    }
+    const edge = reallocEdge(this, this.#closed, address, size);
+    if (edge !== -1) return edge;
     if (size > this.#cellSize) throw this.#tooLarge(`${size} bytes`, "reallocate");
     const chunk = this.#live(address, "reallocate");
     const cell = (address - chunk.base) / this.#cellSize;
@@ -408,7 +319,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    if (this.#closed) throw new HeapClosedError("free");
+    checkOpen(this.#closed, "free");
     if (address === 0) return;
     const chunk = this.#live(address, "free");
     const offset = address - chunk.base;
@@ -441,7 +352,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    if (this.#closed) throw new HeapClosedError("usableSize");
+    checkOpen(this.#closed, "usableSize");
     this.#live(address, "find the size of");
     return this.#cellSize;
   }
@@ -468,7 +379,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    if (this.#closed) throw new HeapClosedError("bytes");
+    checkOpen(this.#closed, "bytes");
     const chunk = this.#live(address, "view");
     const wanted = viewLength(address, length, this.#cellSize);
     const offset = address - chunk.base;
@@ -495,7 +406,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   stats(): CellStats {
-    if (this.#closed) throw new HeapClosedError("stats");
+    checkOpen(this.#closed, "stats");
     return {
       ...this.#counters.snapshot(
         this.#mappedBytes(),
@@ -522,56 +433,27 @@ export class CellAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    if (this.#closed) throw new HeapClosedError("validate");
-    const broken = (what: string) => new Error(`CellAllocator invariant broken: ${what}`);
-    let live = 0;
-    let requested = 0;
-    for (const chunk of this.#chunks) {
-      if (
-        chunk.base % this.#chunkSize !== 0 ||
-        this.#chunkByKey.get((chunk.base - this.#origin) / this.#chunkSize) !== chunk
-      ) {
-        throw broken(`chunk ${hex(chunk.base)} is misaligned or not indexed`);
-      }
-      for (let cell = 0; cell < this.#cellsPerChunk; cell++) {
-        const slot = chunk.slots[cell]!;
-        if (slot === 0) continue;
-        if (slot > this.#cellSize + 1) {
-          throw broken(`cell ${hex(chunk.base + cell * this.#cellSize)} records ${slot - 1} bytes`);
-        }
-        live++;
-        requested += slot - 1;
-      }
-    }
-    if (this.#chunkByKey.size !== this.#chunks.length) throw broken("the chunk index has extras");
-    const free = this.#chunks.length * this.#cellsPerChunk - live;
-    if (this.#freeCells !== free) {
-      throw broken(`freeCells is ${this.#freeCells}, the cells say ${free}`);
-    }
-    if (this.#head !== 0 && this.#headChunk !== this.#chunkOf(this.#head)) {
-      throw broken(`the head's chunk is stale`);
-    }
-    let listed = 0;
-    for (let address = this.#head; address !== 0;) {
-      const chunk = this.#chunkOf(address);
-      if (chunk === undefined || !this.#isFreeCell(chunk, address)) {
-        throw broken(`the free list reaches ${hex(address)}, which is not a free cell`);
-      }
-      if (++listed > free) throw broken(`the free list is longer than the ${free} free cells`);
-      address = this.#linkAt(chunk, address);
-    }
-    if (listed !== free) throw broken(`the free list holds ${listed} of the ${free} free cells`);
-    if (this.#counters.liveAllocations !== live) {
-      throw broken(`liveAllocations is ${this.#counters.liveAllocations}, the cells say ${live}`);
-    }
-    if (this.#counters.liveBytes !== requested) {
-      throw broken(`liveBytes is ${this.#counters.liveBytes}, the cells say ${requested}`);
-    }
+    checkOpen(this.#closed, "validate");
+    checkCells({
+      geometry: this.#geometry,
+      chunks: this.#chunks,
+      chunkByKey: this.#chunkByKey,
+      origin: this.#origin,
+      head: this.#head,
+      headChunk: this.#headChunk,
+      freeCells: this.#freeCells,
+      liveAllocations: this.#counters.liveAllocations,
+      liveBytes: this.#counters.liveBytes,
+    });
   }
 
   /**
    * Unmaps every chunk. Every later call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing. Views of the cells die: touching one kills the process.
+   *
+   * @throws {OsError} When the OS refuses a `munmap`: the allocator then stays open with the
+   *   chunks not unmapped yet, their cells as they were (the cells of the chunks unmapped before
+   *   count as freed), and `close` can be called again.
    *
    * @example Explicit close
    * ```ts
@@ -584,8 +466,16 @@ export class CellAllocator implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
+    const chunks = this.#chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      try {
+        this.#os.unmap(chunks[i]!.base, this.#chunkSize);
+      } catch (error) {
+        this.#keepOnly(chunks.slice(i));
+        throw error;
+      }
+    }
     this.#closed = true;
-    for (const chunk of this.#chunks) unmapMemory(chunk.base, this.#chunkSize);
     this.#chunks = [];
     this.#chunkByKey.clear();
     this.#head = 0;
@@ -617,7 +507,7 @@ export class CellAllocator implements Allocator {
     if (this.#head === 0) this.#grow(size);
     const address = this.#head;
     const chunk = this.#headChunk!;
-    const next = this.#linkAt(chunk, address);
+    const next = linkAt(chunk, address);
     let nextChunk: Chunk | undefined;
     if (next !== 0) {
       nextChunk = this.#chunkOf(next);
@@ -649,43 +539,37 @@ export class CellAllocator implements Allocator {
         `Cannot allocate ${size} bytes: all ${this.#chunks.length} chunks are full (maxChunks is ${this.#maxChunks})`,
       );
     }
-    const base = mapMemory(this.#chunkSize, this.#chunkSize);
-    const buffer = memoryView(base, this.#chunkSize);
-    const cells = this.#cellsPerChunk;
-    const chunk: Chunk = {
-      base,
-      words: new Uint32Array(buffer),
-      bytes: new Uint8Array(buffer),
-      slots: this.#cellSize < 0xff
-        ? new Uint8Array(cells)
-        : this.#cellSize < 0xffff
-        ? new Uint16Array(cells)
-        : new Uint32Array(cells),
-    };
-    const step = this.#cellSize / 4;
-    const words = chunk.words;
-    for (let cell = 0, word = 0; cell < cells - 1; cell++, word += step) {
-      const next = base + (cell + 1) * this.#cellSize;
-      words[word] = next >>> 0;
-      words[word + 1] = Math.floor(next / TWO_32);
-    }
-    // The last cell's link stays 0 (fresh memory): the end of the list.
+    const chunk = mapChunk(this.#os, this.#geometry); // first: a refusal changes nothing
+    const base = chunk.base;
     this.#chunks.push(chunk);
     if (this.#chunks.length === 1) this.#origin = base;
     this.#chunkByKey.set((base - this.#origin) / this.#chunkSize, chunk);
     this.#head = base;
     this.#headChunk = chunk;
-    this.#freeCells += cells;
+    this.#freeCells += this.#cellsPerChunk;
+  }
+
+  /**
+   * After a `close` that the OS stopped at `survivors[0]`: forgets the chunks unmapped before it
+   * (their live cells count as freed) and links the free cells of the chunks left anew, since the
+   * old list ran through the unmapped ones. O(cells).
+   */
+  #keepOnly(survivors: Chunk[]): void {
+    for (const chunk of this.#chunks.slice(0, this.#chunks.length - survivors.length)) {
+      this.#chunkByKey.delete((chunk.base - this.#origin) / this.#chunkSize);
+    }
+    this.#chunks = survivors;
+    const list = relink(survivors, this.#geometry);
+    const counters = this.#counters;
+    counters.totalFrees += counters.liveAllocations - list.live;
+    counters.liveBytes = list.requested;
+    this.#head = list.head;
+    this.#headChunk = list.headChunk;
+    this.#freeCells = list.count;
   }
 
   #chunkOf(address: number): Chunk | undefined {
     return this.#chunkByKey.get(Math.floor((address - this.#origin) / this.#chunkSize));
-  }
-
-  /** The link stored in the free cell at `address`. */
-  #linkAt(chunk: Chunk, address: number): number {
-    const word = (address - chunk.base) / 4;
-    return chunk.words[word]! + chunk.words[word + 1]! * TWO_32;
   }
 
   /** True when `address` is the start of a free cell of `chunk`. */
@@ -709,31 +593,8 @@ export class CellAllocator implements Allocator {
         }
       }
     }
-    throw this.#rejection(address, verb);
-  }
-
-  /** The error for an address that is not a live cell (slow path). */
-  #rejection(address: number, verb: string): Error {
-    if (typeof address !== "number") return notAnAddress(address, verb);
-    const where = `Cannot ${verb} ${hex(address)}`;
-    const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
-    const chunk = this.#chunkOf(address);
-    if (chunk === undefined) {
-      return new Invalid(`${where}: it is not an address of this heap`, address);
-    }
-    const offset = address - chunk.base;
-    const cell = Math.floor(offset / this.#cellSize);
-    if (cell >= this.#cellsPerChunk) {
-      return new Invalid(`${where}: it is past the last cell of its chunk`, address);
-    }
-    if (offset % this.#cellSize !== 0) {
-      const start = hex(chunk.base + cell * this.#cellSize);
-      return new Invalid(`${where}: it is inside the cell at ${start}, not at its start`, address);
-    }
-    const message = `${where}: this cell was already freed`;
-    return isFreeing(verb)
-      ? new DoubleFreeError(message, address)
-      : new InvalidAddressError(message, address);
+    const chunk = typeof address === "number" ? this.#chunkOf(address) : undefined;
+    throw rejection(chunk, address, verb, this.#geometry);
   }
 
   #tooLarge(what: string, verb: string): RangeError {
