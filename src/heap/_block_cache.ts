@@ -36,6 +36,11 @@ export class BlockCache {
   readonly count: Int32Array;
   /** Per order: the most entries the stack takes (`CACHE_DEPTH`, or fewer for large blocks). */
   readonly limit: Int32Array;
+  /**
+   * The largest requested size whose order's stack takes all `CACHE_DEPTH` blocks (1024 with the
+   * default 16-byte minimum block: 64 blocks of 1 KiB are 64 KiB), or -1 when no order does.
+   */
+  readonly deepSize: number;
   #minBlockSize: number;
 
   /**
@@ -50,6 +55,8 @@ export class BlockCache {
     this.count = new Int32Array(orders);
     this.limit = new Int32Array(orders);
     this.#minBlockSize = minBlockSize;
+    const deepBlock = CACHE_ORDER_BYTES / CACHE_DEPTH;
+    this.deepSize = minBlockSize <= deepBlock ? deepBlock : -1;
     for (let order = 0; order <= largestOrder && order < orders; order++) {
       this.limit[order] = Math.min(
         CACHE_DEPTH,
