@@ -21,7 +21,7 @@
  * order. `size` is the request, `state` spells `LIVE`, `FREE` or `PAD_` in a hex dump, and `check`
  * is a hash of the block's offset, its size and the number of resets so far. The header is what
  * `usableSize`, `realloc` and the statistics read, and what `validate()` walks: the pool below
- * `top` is an unbroken chain of header + block records (`_bump_header.ts` spells it out).
+ * `top` is an unbroken chain of header + block records (`_bump_pool.ts` writes and reads them).
  *
  * `realloc` of the block nearest `top` grows or shrinks it in place by moving `top`. Another block
  * stays in place when it shrinks (its tail becomes a `PAD_` record, dead until reset); when it grows
@@ -62,30 +62,20 @@
  * @module
  */
 
+// This file: the public class, its checks and counters. The pool itself (the mapping, the bump
+// pointer, the headers, the walk of validate() and the diagnosis of a bad address) is a BumpPool,
+// in _bump_pool.ts; the options, the pool size's check and the stats type are in _bump_options.ts.
+
 import type { Allocator } from "../allocator.ts";
 import { OutOfMemoryError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
 import { checkOpen, reallocEdge } from "../_checks.ts";
-import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
-import type { Os } from "../../ffi/os.ts";
+import { callocSize, checkSize, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
-import { checkWord, type Pool, rejection, walkPool } from "./_bump_header.ts";
+import { BumpPool } from "./_bump_pool.ts";
 import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
 
 export type { BumpAllocatorOptions, BumpStats };
-
-// The header format of _bump_header.ts, kept local for the fast paths: V8 folds a module's own
-// constants into the code that uses them, but loads (and checks) an imported or exported one at
-// every use, which measured 3 ns more per malloc/free pair.
-/** Block alignment and size granule. */
-const ALIGN = 16;
-/** Bytes of header before each block. */
-const HEADER = 16;
-/** State words: "LIVE", "FREE" and "PAD_" in a little-endian hex dump. */
-const LIVE = 0x4556494c;
-const FREE = 0x45455246;
-const PAD = 0x5f444150;
-const TWO_32 = 2 ** 32;
 
 /**
  * An arena allocator: one pool mapped once, a bump pointer per request, `free` that only marks the
@@ -106,22 +96,10 @@ const TWO_32 = 2 ** 32;
  * ```
  */
 export class BumpAllocator implements Allocator {
-  #base: number;
-  #poolSize: number;
-  #u8: Uint8Array;
-  #u32: Uint32Array;
-  /** Offset of the first unused byte. */
-  #top = 0;
-  /** Highest `top` ever: memory above it is still zero from `mmap`. */
-  #highWater = 0;
-  /** Number of resets, mixed into the check words (mod 2^32). */
-  #epoch = 0;
-  /** Bytes of live blocks, headers included. */
-  #allocated = 0;
+  #pool: BumpPool;
   #resets = 0;
   #counters = new Counters();
   #closed = false;
-  #os: Os;
 
   /**
    * Maps the pool.
@@ -143,12 +121,8 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   constructor(options: BumpAllocatorOptions = {}) {
-    this.#os = options.os ?? libcOs;
-    this.#poolSize = poolSize(options, this.#os.pageSize());
-    this.#base = this.#os.map(this.#poolSize);
-    const buffer = this.#os.view(this.#base, this.#poolSize);
-    this.#u8 = new Uint8Array(buffer);
-    this.#u32 = new Uint32Array(buffer);
+    const os = options.os ?? libcOs;
+    this.#pool = new BumpPool(os, poolSize(options, os.pageSize()));
   }
 
   /**
@@ -165,7 +139,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   get poolSize(): number {
-    return this.#poolSize;
+    return this.#pool.size;
   }
 
   /**
@@ -223,10 +197,7 @@ export class BumpAllocator implements Allocator {
   calloc(count: number, size: number): number {
     checkOpen(this.#closed, "calloc");
     const total = callocSize(count, size);
-    const dirty = this.#highWater;
-    const address = this.#allocate(total, "allocate");
-    const block = address - this.#base;
-    if (block < dirty) this.#u8.fill(0, block, Math.min(block + roundUp(total, ALIGN), dirty));
+    const address = this.#allocate(total, "allocate", true);
     this.#notePeaks();
     return address;
   }
@@ -262,32 +233,19 @@ export class BumpAllocator implements Allocator {
     const edge = reallocEdge(this, this.#closed, address, size);
     if (edge !== -1) return edge;
     const block = this.#live(address, "reallocate");
-    const old = this.#sizeAt(block);
-    const oldUsable = roundUp(old, ALIGN);
-    const newUsable = roundUp(size, ALIGN);
-    if (block + oldUsable === this.#top) {
-      // The newest block: move the bump pointer.
-      const end = block + newUsable;
-      if (end > this.#poolSize) throw this.#outOfMemory(size, "reallocate", block + oldUsable);
-      this.#top = end;
-      if (end > this.#highWater) this.#highWater = end;
-    } else if (newUsable < oldUsable) {
-      // Shrink in place; the cut-off tail becomes a dead PAD_ record.
-      this.#writeHeader(block + newUsable + HEADER, oldUsable - newUsable - HEADER, PAD);
-    } else if (newUsable > oldUsable) {
-      // Grow by moving: allocate first, so that a failure leaves the old block untouched.
-      const moved = this.#allocate(size, "reallocate");
-      const to = moved - this.#base;
-      this.#u8.copyWithin(to, block, block + oldUsable);
-      this.#release(block);
+    const pool = this.#pool;
+    const old = pool.sizeAt(block);
+    if (pool.resizeInPlace(block, size)) {
+      this.#counters.liveBytes += size - old;
       this.#notePeaks();
-      return moved;
+      return address;
     }
-    this.#writeHeader(block, size, LIVE);
-    this.#allocated += newUsable - oldUsable;
-    this.#counters.liveBytes += size - old;
+    // Grow by moving: allocate first, so that a failure leaves the old block untouched.
+    const moved = this.#allocate(size, "reallocate");
+    pool.u8.copyWithin(moved - pool.base, block, block + pool.usable(block));
+    this.#release(block);
     this.#notePeaks();
-    return address;
+    return moved;
   }
 
   /**
@@ -342,9 +300,7 @@ export class BumpAllocator implements Allocator {
     const counters = this.#counters;
     counters.totalFrees += counters.liveAllocations; // now none is live
     counters.liveBytes = 0;
-    this.#allocated = 0;
-    this.#top = 0;
-    this.#epoch = (this.#epoch + 1) >>> 0;
+    this.#pool.reset();
     this.#resets++;
   }
 
@@ -366,7 +322,7 @@ export class BumpAllocator implements Allocator {
    */
   usableSize(address: number): number {
     checkOpen(this.#closed, "usableSize");
-    return roundUp(this.#sizeAt(this.#live(address, "find the size of")), ALIGN);
+    return this.#pool.usable(this.#live(address, "find the size of"));
   }
 
   /**
@@ -393,9 +349,9 @@ export class BumpAllocator implements Allocator {
   bytes(address: number, length?: number): Uint8Array {
     checkOpen(this.#closed, "bytes");
     const block = this.#live(address, "view");
-    const usable = roundUp(this.#sizeAt(block), ALIGN);
+    const usable = this.#pool.usable(block);
     const wanted = viewLength(address, length, usable);
-    return this.#u8.subarray(block, block + wanted);
+    return this.#pool.u8.subarray(block, block + wanted);
   }
 
   /**
@@ -420,8 +376,8 @@ export class BumpAllocator implements Allocator {
   stats(): BumpStats {
     checkOpen(this.#closed, "stats");
     return {
-      ...this.#counters.snapshot(this.#poolSize, this.#allocated),
-      usedBytes: this.#top,
+      ...this.#counters.snapshot(this.#pool.size, this.#pool.allocated),
+      usedBytes: this.#pool.top,
       resets: this.#resets,
     };
   }
@@ -443,7 +399,7 @@ export class BumpAllocator implements Allocator {
    */
   validate(): void {
     checkOpen(this.#closed, "validate");
-    const { live, requested, allocated } = walkPool(this.#pool());
+    const { live, requested, allocated } = this.#pool.walk();
     const expect = (what: string, actual: number, expected: number): void => {
       if (actual !== expected) {
         throw new Error(
@@ -453,7 +409,7 @@ export class BumpAllocator implements Allocator {
     };
     expect("liveAllocations", this.#counters.liveAllocations, live);
     expect("liveBytes", this.#counters.liveBytes, requested);
-    expect("allocatedBytes", this.#allocated, allocated);
+    expect("allocatedBytes", this.#pool.allocated, allocated);
   }
 
   /**
@@ -474,10 +430,8 @@ export class BumpAllocator implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
-    this.#os.unmap(this.#base, this.#poolSize); // first: when the OS refuses, nothing has changed
+    this.#pool.unmap(); // first: when the OS refuses, the arena stays open as it was
     this.#closed = true;
-    this.#u8 = new Uint8Array(0);
-    this.#u32 = new Uint32Array(0);
   }
 
   /**
@@ -499,85 +453,32 @@ export class BumpAllocator implements Allocator {
 
   // --- internals --------------------------------------------------------------------------------
 
-  /** Carves a block of `size` bytes at `top` and returns its address; throws when it does not fit. */
-  #allocate(size: number, verb: string): number {
-    const header = this.#top;
-    const block = header + HEADER;
-    const end = block + roundUp(size, ALIGN);
-    if (end > this.#poolSize) throw this.#outOfMemory(size, verb, header);
-    this.#writeHeader(block, size, LIVE);
-    this.#top = end;
-    if (end > this.#highWater) this.#highWater = end;
-    this.#allocated += end - header;
+  /** Carves a block of `size` bytes (zeroed: for calloc) and returns its address, or throws OOM. */
+  #allocate(size: number, verb: string, zeroed = false): number {
+    const pool = this.#pool;
+    const block = pool.carve(size, zeroed);
+    if (block < 0) {
+      throw new OutOfMemoryError(
+        `Cannot ${verb} ${size} bytes: the pool has ${
+          pool.size - pool.top
+        } of ${pool.size} bytes left (a block takes its size rounded up to 16, plus a 16-byte header); reset() frees it`,
+      );
+    }
     this.#counters.allocated(size);
-    return this.#base + block;
+    return pool.base + block;
   }
 
   /** Marks the live block at offset `block` free. */
   #release(block: number): void {
-    const size = this.#sizeAt(block);
-    this.#u32[(block - HEADER) / 4 + 2] = FREE;
-    this.#allocated -= HEADER + roundUp(size, ALIGN);
-    this.#counters.freed(size);
-  }
-
-  /** Writes the header of the block at offset `block`. */
-  #writeHeader(block: number, size: number, state: number): void {
-    const word = (block - HEADER) / 4;
-    const low = size >>> 0;
-    const high = Math.floor(size / TWO_32);
-    const u32 = this.#u32;
-    u32[word] = low;
-    u32[word + 1] = high;
-    u32[word + 2] = state;
-    u32[word + 3] = checkWord(block, low, high, this.#epoch);
-  }
-
-  /** The size recorded in the header of the block at offset `block`. */
-  #sizeAt(block: number): number {
-    const word = (block - HEADER) / 4;
-    return this.#u32[word]! + this.#u32[word + 1]! * TWO_32;
+    this.#counters.freed(this.#pool.release(block));
   }
 
   /** The pool offset of the live block at `address`; throws the matching error otherwise. */
   #live(address: number, verb: string): number {
-    if (typeof address === "number") {
-      const block = address - this.#base;
-      if (block >= HEADER && block <= this.#top && block % ALIGN === 0) {
-        const word = (block - HEADER) / 4;
-        const u32 = this.#u32;
-        if (
-          u32[word + 2] === LIVE &&
-          u32[word + 3] === checkWord(block, u32[word]!, u32[word + 1]!, this.#epoch)
-        ) {
-          return block;
-        }
-      }
-    }
-    throw rejection(this.#pool(), address, verb);
-  }
-
-  /** The pool as `_bump_header.ts` reads it, for the slow paths. */
-  #pool(): Pool {
-    return {
-      base: this.#base,
-      size: this.#poolSize,
-      u32: this.#u32,
-      top: this.#top,
-      highWater: this.#highWater,
-      epoch: this.#epoch,
-    };
-  }
-
-  #outOfMemory(size: number, verb: string, top: number): OutOfMemoryError {
-    return new OutOfMemoryError(
-      `Cannot ${verb} ${size} bytes: the pool has ${
-        this.#poolSize - top
-      } of ${this.#poolSize} bytes left (a block takes its size rounded up to 16, plus a 16-byte header); reset() frees it`,
-    );
+    return this.#pool.live(address, verb);
   }
 
   #notePeaks(): void {
-    this.#counters.notePeaks(this.#poolSize);
+    this.#counters.notePeaks(this.#pool.size);
   }
 }
