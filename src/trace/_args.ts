@@ -1,6 +1,7 @@
 /**
- * The trace replayer's command line: the help text ({@linkcode USAGE}) and the parser that turns the
- * arguments into {@linkcode Options}, stopping at the first bad one with a {@linkcode UsageError}.
+ * The trace replayer's command line: the help text ({@linkcode USAGE}) and the parser that turns
+ * the arguments into {@linkcode Options}, stopping at the first bad one with a
+ * {@linkcode UsageError}.
  *
  * @module
  */
