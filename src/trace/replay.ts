@@ -7,6 +7,8 @@
  */
 
 import type { Allocator, AllocatorStats } from "../allocator.ts";
+import { IntervalSet } from "./_live_intervals.ts";
+import { checkTag, ENDS, patternOffset, tagByte, writeTag } from "./_payload_tags.ts";
 import { OP_ALLOC, OP_FREE, OP_REALLOC, type Trace } from "./trace.ts";
 
 /**
@@ -114,140 +116,6 @@ export interface ReplayResult {
   stats: AllocatorStats | undefined;
   /** Wall time of the checking replay, checks included (not a throughput figure). */
   seconds: number;
-}
-
-// --- tags ----------------------------------------------------------------------------------------
-
-/** Tag bytes repeat with this period; a pattern offset is added per allocation. */
-const PERIOD = 1 << 16;
-const PATTERN = (() => {
-  const pattern = new Uint8Array(PERIOD + 4096);
-  let state = 0x7a65_5eed;
-  for (let i = 0; i < pattern.length; i++) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    pattern[i] = state >>> 24;
-  }
-  return pattern;
-})();
-const PATTERN32 = new Int32Array(PATTERN.buffer);
-const ENDS = 16;
-
-/** The pattern offset of an allocation: a multiple of 4 below 4096, from its serial number. */
-function patternOffset(serial: number): number {
-  let h = Math.imul(serial ^ 0x9e3779b9, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return ((h ^ (h >>> 16)) & 1023) << 2;
-}
-
-/** Writes the tag of offset `o` over bytes [from, to) of a payload view. */
-function writeTag(view: Uint8Array, from: number, to: number, o: number): void {
-  let pos = from;
-  while (pos < to) {
-    const phase = pos & (PERIOD - 1);
-    const n = Math.min(to - pos, PERIOD - phase);
-    view.set(PATTERN.subarray(o + phase, o + phase + n), pos);
-    pos += n;
-  }
-}
-
-/** The first byte in [from, to) of a payload view that differs from the tag, or -1. */
-function checkTag(view: Uint8Array, from: number, to: number, o: number): number {
-  let pos = from;
-  if (to - pos >= 64 && ((view.byteOffset + pos) & 3) === 0 && (pos & 3) === 0) {
-    const words = (to - pos) >>> 2;
-    const view32 = new Int32Array(view.buffer, view.byteOffset + pos, words);
-    let w = 0;
-    while (w < words) {
-      const phase = (pos + w * 4) & (PERIOD - 1);
-      const n = Math.min(words - w, (PERIOD - phase) >>> 2);
-      const base = (o + phase) >>> 2;
-      for (let k = 0; k < n; k++) {
-        if (view32[w + k] !== PATTERN32[base + k]) return firstDiff(view, pos + (w + k) * 4, to, o);
-      }
-      w += n;
-    }
-    pos += words * 4;
-  }
-  return firstDiff(view, pos, to, o);
-}
-
-function firstDiff(view: Uint8Array, from: number, to: number, o: number): number {
-  for (let pos = from; pos < to; pos++) {
-    if (view[pos] !== PATTERN[o + (pos & (PERIOD - 1))]) return pos;
-  }
-  return -1;
-}
-
-/** The expected tag byte at `pos` of a payload tagged with offset `o`. */
-function tagByte(pos: number, o: number): number {
-  return PATTERN[o + (pos & (PERIOD - 1))]!;
-}
-
-// --- live intervals ------------------------------------------------------------------------------
-
-/**
- * The live payloads as disjoint intervals [start, end), sorted by start in typed arrays; lookups
- * are binary searches, updates move the tail with `copyWithin`.
- */
-class IntervalSet {
-  starts = new Float64Array(1024);
-  ends = new Float64Array(1024);
-  owners = new Int32Array(1024);
-  count = 0;
-
-  /** Index of the first interval whose start is greater than `start`. */
-  upperBound(start: number): number {
-    let low = 0;
-    let high = this.count;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (this.starts[mid]! <= start) low = mid + 1;
-      else high = mid;
-    }
-    return low;
-  }
-
-  /** Inserts [start, end) for `owner`; returns the index of an interval it overlaps, or -1. */
-  insert(start: number, end: number, owner: number): number {
-    const at = this.upperBound(start);
-    if (at > 0 && this.ends[at - 1]! > start) return at - 1;
-    if (at < this.count && this.starts[at]! < end) return at;
-    if (this.count === this.starts.length) this.#grow();
-    this.starts.copyWithin(at + 1, at, this.count);
-    this.ends.copyWithin(at + 1, at, this.count);
-    this.owners.copyWithin(at + 1, at, this.count);
-    this.starts[at] = start;
-    this.ends[at] = end;
-    this.owners[at] = owner;
-    this.count++;
-    return -1;
-  }
-
-  /** Removes the interval starting at `start` (it must exist). */
-  remove(start: number): void {
-    const at = this.upperBound(start) - 1;
-    if (at < 0 || this.starts[at] !== start) {
-      throw new Error(`internal error: no live interval starts at ${start}`);
-    }
-    this.starts.copyWithin(at, at + 1, this.count);
-    this.ends.copyWithin(at, at + 1, this.count);
-    this.owners.copyWithin(at, at + 1, this.count);
-    this.count--;
-  }
-
-  #grow(): void {
-    const capacity = this.starts.length * 2;
-    const starts = new Float64Array(capacity);
-    const ends = new Float64Array(capacity);
-    const owners = new Int32Array(capacity);
-    starts.set(this.starts);
-    ends.set(this.ends);
-    owners.set(this.owners);
-    this.starts = starts;
-    this.ends = ends;
-    this.owners = owners;
-  }
 }
 
 // --- replay --------------------------------------------------------------------------------------
