@@ -22,7 +22,7 @@
 //   returns 0 silently, which would otherwise go unnoticed).
 
 import type { PseudoMalloc } from "../mod.ts";
-import { BENCH_SAMPLES_TAG } from "./report.ts";
+import { BENCH_SAMPLES_TAG } from "./_report_data.ts";
 import { CheckedFloorPeer, FloorPeer, MinimalPeer } from "./_floors.ts";
 import { closeLibcMalloc, type LibcMalloc, libcMalloc } from "../ffi/libc_malloc.ts";
 import {
