@@ -2,18 +2,14 @@
 // live, and a well-formed chart (needs --allow-ffi).
 import assert from "node:assert/strict";
 import * as pseudo from "../mod.ts";
+import { nodeCount, peakNodes } from "../bench/_binarytrees_program.ts";
+import { markdownTable, renderSvg, type Row, sameChecks } from "../bench/_binarytrees_report.ts";
 import {
   bumpPoolSize,
   closeLibc,
-  markdownTable,
-  nodeCount,
-  peakNodes,
-  renderSvg,
-  type Row,
   runBinaryTrees,
-  sameChecks,
   variants,
-} from "../bench/binarytrees.ts";
+} from "../bench/_binarytrees_variants.ts";
 
 const DEPTH = 6;
 
