@@ -7,6 +7,7 @@ import {
   HeapClosedError,
   InvalidAddressError,
   InvalidFreeError,
+  OsError,
   OutOfMemoryError,
 } from "../mod.ts";
 import {
@@ -18,7 +19,8 @@ import {
   MIN_BLOCK_SIZE,
 } from "../src/family/first_fit_allocator.ts";
 import { memoryView, pageSize } from "../ffi/libc.ts";
-import { contractSuite } from "./_contract.ts";
+import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
 
@@ -369,4 +371,126 @@ Deno.test("FirstFitAllocator methods throw HeapClosedError after close", () => {
   assert.throws(() => heap.blocks(), HeapClosedError);
   assert.throws(() => heap.validate(), HeapClosedError);
   heap.close();
+});
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+/**
+ * A heap of page-sized chunks over `os`: chunk 1 full of one live block, chunk 2 holding one live
+ * block between two free ones, chunk 3 the empty spare. Freeing chunk 2's block empties it, and
+ * with the spare taken that chunk goes back to the OS. Records both live blocks in `live`.
+ */
+function withSpare(os: FaultyOs, live: LiveBlocks): FirstFitAllocator {
+  const heap = new FirstFitAllocator({ os, chunkSize: PAGE });
+  const whole = PAGE - CHUNK_OVERHEAD - BLOCK_OVERHEAD;
+  live.malloc(heap, whole);
+  const before = heap.malloc(40);
+  live.malloc(heap, 100);
+  heap.free(before);
+  heap.free(heap.malloc(whole)); // a third chunk, empty: the spare
+  assert.equal(heap.stats().chunks, 3);
+  return heap;
+}
+
+/** The block `withSpare` put between two free ones. */
+const middle = (live: LiveBlocks) => live.addresses()[1]!;
+
+Deno.test("FirstFitAllocator makes every system call through its os: a map per chunk, unmaps", () => {
+  const os = new FaultyOs();
+  const heap = new FirstFitAllocator({ os, chunkSize: PAGE });
+  const a = heap.malloc(100);
+  const big = heap.malloc(3 * PAGE);
+  assert.deepEqual([os.calls.map, os.calls.unmap], [2, 0]);
+  heap.free(big); // a chunk larger than chunkSize is no spare
+  heap.free(a); // the first standard chunk to empty is the spare
+  assert.deepEqual([os.calls.map, os.calls.unmap], [2, 1]);
+  heap.close();
+  assert.deepEqual([os.calls.map, os.calls.unmap], [2, 2]);
+});
+
+for (const verb of ["malloc", "calloc", "realloc"] as const) {
+  Deno.test(`FirstFitAllocator.${verb} that needs a chunk the OS refuses changes nothing`, () => {
+    const failed = failEachCall({
+      call: "map",
+      setup: withSpare,
+      act(heap, live) {
+        const size = 2 * PAGE; // fits no chunk: a chunk of its own
+        if (verb === "realloc") {
+          live.moved(heap, middle(live), heap.realloc(middle(live), size), size);
+        } else {
+          live.add(heap, verb === "malloc" ? heap.malloc(size) : heap.calloc(size, 1), size);
+        }
+      },
+    });
+    assert.equal(failed, 1, "the new chunk's one mmap");
+  });
+}
+
+Deno.test("FirstFitAllocator.free that empties a chunk the OS will not unmap leaves it live", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: withSpare,
+    act(heap, live) {
+      heap.free(middle(live));
+      live.delete(middle(live));
+    },
+  });
+  assert.equal(failed, 1);
+  const big = failEachCall({
+    call: "unmap",
+    setup(os, live) {
+      const heap = new FirstFitAllocator({ os, chunkSize: PAGE });
+      live.malloc(heap, 10);
+      live.malloc(heap, 3 * PAGE);
+      return heap;
+    },
+    act(heap, live) {
+      const address = live.addresses()[1]!;
+      heap.free(address);
+      live.delete(address);
+    },
+  });
+  assert.equal(big, 1, "a chunk larger than chunkSize is unmapped when it empties");
+});
+
+Deno.test("FirstFitAllocator.realloc that moves out of a chunk the OS will not unmap stays", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: withSpare,
+    act(heap, live) {
+      const moved = heap.realloc(middle(live), 2 * PAGE);
+      live.moved(heap, middle(live), moved, 2 * PAGE);
+    },
+  });
+  assert.equal(failed, 1, "the emptied chunk's munmap (a refused one is undone by another)");
+});
+
+Deno.test("FirstFitAllocator.close that the OS refuses half-way stays open, whole and retryable", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: withSpare,
+    act: (heap) => heap.close(),
+    closes: true,
+  });
+  assert.equal(failed, 3, "one munmap per chunk, each failed once");
+  const os = new FaultyOs();
+  const heap = new FirstFitAllocator({ os, chunkSize: PAGE });
+  const first = heap.malloc(PAGE - CHUNK_OVERHEAD - BLOCK_OVERHEAD);
+  const blocks = Array.from({ length: 9 }, () => heap.malloc(300));
+  for (const address of blocks.filter((_, i) => i % 2 === 0)) heap.free(address);
+  assert.equal(heap.stats().chunks, 2);
+  os.fail("unmap");
+  assert.throws(() => heap.close(), OsError);
+  assert.equal(heap.stats().chunks, 2, "the first munmap refused: nothing unmapped");
+  os.fail("unmap", 1);
+  assert.throws(() => heap.close(), OsError);
+  assert.equal(heap.stats().chunks, 1);
+  assert.throws(() => heap.usableSize(first), InvalidAddressError);
+  for (const address of blocks.filter((_, i) => i % 2 === 1)) heap.usableSize(address);
+  heap.validate();
+  for (let i = 0; i < 5; i++) heap.malloc(300); // the holes and the rest of the chunk left
+  assert.equal(heap.stats().chunks, 1);
+  heap.validate();
+  heap.close();
+  assert.throws(() => heap.stats(), HeapClosedError);
 });

@@ -111,133 +111,38 @@
  * @module
  */
 
-import type { Allocator, AllocatorStats } from "../allocator.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  InvalidFreeError,
-  OutOfMemoryError,
-} from "../errors.ts";
+// This file: the public class, its checks and counters. Underneath: the blocks and their fast
+// paths (first fit, split, coalesce, resize in place, the spare) in _first_fit_heap.ts, over the
+// layout of _first_fit_layout.ts, the chunks of _first_fit_chunks.ts and the free list of
+// _first_fit_free_list.ts; validate, blocks() and the diagnosis of a bad address in
+// _first_fit_inspect.ts; the options and stats types in _first_fit_options.ts.
+
+import type { Allocator } from "../allocator.ts";
 import { Counters } from "../_counters.ts";
-import { isFreeing, notAnAddress } from "../_checks.ts";
-import { ReleasedRanges } from "../_released.ts";
-import { callocSize, checkSize, isPowerOfTwo, roundUp, viewLength } from "../_size.ts";
-import { mapMemory, memoryView, pageSize, unmapMemory } from "../../ffi/libc.ts";
+import { checkOpen, reallocEdge } from "../_checks.ts";
+import { callocSize, checkSize, viewLength } from "../_size.ts";
+import { libcOs } from "../../ffi/libc.ts";
+import { BlockHeap } from "./_first_fit_heap.ts";
+import { checkHeap, listBlocks } from "./_first_fit_inspect.ts";
+import {
+  chunkSizeOf,
+  type FirstFitBlock,
+  type FirstFitOptions,
+  type FirstFitStats,
+} from "./_first_fit_options.ts";
 
-/** Bytes per granule: every block is a whole number of granules, every payload 16-byte aligned. */
-export const GRANULE = 16;
-/** Bytes of a block's header (size and tag), right before its payload. */
-export const HEADER_SIZE = 8;
-/** Bytes a block spends on its header and footer: a request of `n` bytes needs `n + 16`. */
-export const BLOCK_OVERHEAD = 16;
-/** The smallest block: header, two free-list links of 8 bytes, footer. */
-export const MIN_BLOCK_SIZE = 32;
-/** Bytes a chunk spends on its prologue (8) and epilogue (8). */
-export const CHUNK_OVERHEAD = 16;
-/** Default chunk size: 1 MiB. */
-export const DEFAULT_CHUNK_SIZE = 1 << 20;
-/** Bytes of the two free-list links at the start of a free block's payload. */
+export {
+  BLOCK_OVERHEAD,
+  CHUNK_OVERHEAD,
+  DEFAULT_CHUNK_SIZE,
+  GRANULE,
+  HEADER_SIZE,
+  MIN_BLOCK_SIZE,
+} from "./_first_fit_layout.ts";
+export type { FirstFitBlock, FirstFitOptions, FirstFitStats };
+
+/** Bytes of the two free-list links at the start of a free block's payload (a fresh chunk's). */
 const LINKS_SIZE = 16;
-/** The largest chunk: sizes and links are 32-bit granule counts, so 2^31 - 1 granules. */
-const MAX_GRANULES = 0x7fff_ffff;
-
-/** Tag of an allocated block; its low 6 bits hold the slack (usable minus requested bytes). */
-const TAG_USED = 0x5ea1_ed00;
-/** Tag of a free block. */
-const TAG_FREE = 0x0f4e_e000;
-/** Tag of a chunk's prologue footer and epilogue header. */
-const TAG_EDGE = 0x0ed9_e000;
-const SLACK_MASK = 63;
-const TAG_MASK = ~SLACK_MASK;
-/** End of the free list. */
-const NIL = -1;
-
-/**
- * Options of {@linkcode FirstFitAllocator}.
- *
- * @example Small chunks, to watch the heap grow
- * ```ts
- * import { FirstFitAllocator, type FirstFitOptions } from "@pseudo/malloc";
- *
- * const options: FirstFitOptions = { chunkSize: 64 * 1024 };
- * using heap = new FirstFitAllocator(options);
- * heap.malloc(100_000); // larger than a chunk: a chunk of its own
- * console.log(heap.stats().chunks); // 1
- * ```
- */
-export interface FirstFitOptions {
-  /**
-   * Bytes per chunk, the unit by which the heap grows: a power of two, at least the page size, at
-   * most 1 GiB. Larger requests get a chunk of their own size. @default {1048576}
-   */
-  chunkSize?: number;
-}
-
-/**
- * A snapshot of a {@linkcode FirstFitAllocator}'s counters.
- *
- * @example Free space and how fragmented it is
- * ```ts
- * import { FirstFitAllocator, type FirstFitStats } from "@pseudo/malloc";
- *
- * using heap = new FirstFitAllocator();
- * const a = heap.malloc(100);
- * heap.malloc(100);
- * heap.free(a);
- * const stats: FirstFitStats = heap.stats();
- * console.log(stats.freeBlocks, stats.allocatedBytes); // 2 128
- * ```
- */
-export interface FirstFitStats extends AllocatorStats {
-  /** Chunks mapped now. */
-  chunks: number;
-  /** Blocks on the free list. */
-  freeBlocks: number;
-  /** Bytes of the free blocks, headers and footers included. */
-  freeBytes: number;
-}
-
-/**
- * One block of the heap, as listed by {@linkcode FirstFitAllocator.prototype.blocks}.
- *
- * @example The first block of a fresh chunk
- * ```ts
- * import { FirstFitAllocator, type FirstFitBlock } from "@pseudo/malloc";
- * import assert from "node:assert/strict";
- *
- * using heap = new FirstFitAllocator({ chunkSize: 65536 });
- * const address = heap.malloc(100);
- * const first: FirstFitBlock = heap.blocks()[0]!;
- * assert.deepEqual(first, { address, size: 128, allocated: true });
- * ```
- */
-export interface FirstFitBlock {
-  /** The payload address: what `malloc` returned for it (or would, for a free block). */
-  address: number;
-  /** Block size in bytes, header and footer included. */
-  size: number;
-  /** True for an allocated block, false for a free one. */
-  allocated: boolean;
-}
-
-/** One mapping of the heap and one view over it. */
-interface Chunk {
-  /** Index in `#chunks`; free-list links name chunks by it. */
-  id: number;
-  base: number;
-  length: number;
-  /** Granule of the epilogue: blocks cover granules [0, end). */
-  end: number;
-  words: Int32Array;
-  bytes: Uint8Array;
-}
-
-/** Granules of the block that serves `size` requested bytes. */
-function granulesFor(size: number): number {
-  return size <= GRANULE ? 2 : Math.ceil((size + BLOCK_OVERHEAD) / GRANULE);
-}
 
 /**
  * A first-fit malloc with in-band headers and boundary tags over `mmap`'d chunks: blocks are split
@@ -261,44 +166,21 @@ function granulesFor(size: number): number {
  */
 export class FirstFitAllocator implements Allocator {
   #chunkSize: number;
-  #pageSize: number;
-  #chunks: (Chunk | undefined)[] = [];
-  #freeIds: number[] = [];
-  #chunkCount = 0;
-  #chunkByKey = new Map<number, Chunk>();
-  #spare: Chunk | undefined;
-  #released = new ReleasedRanges();
-  #headChunk = NIL;
-  #headGranule = NIL;
-  #freeBlocks = 0;
-  #mappedBytes = 0;
-  #capacity = 0; // bytes of all blocks of all chunks
-  #allocatedBytes = 0;
+  #heap: BlockHeap;
   #counters = new Counters();
   #closed = false;
-  /** The chunk of the block found by the last `#block` call. */
-  #hit: Chunk | undefined;
-  /** True when the last `#allocate` carved its block from a chunk it had just mapped. */
-  #fresh = false;
 
   /**
    * Creates an empty heap; the first chunk is mapped on first use.
    *
-   * @param options The chunk size; optional.
+   * @param options The chunk size and the OS; optional.
    * @throws {RangeError} When `chunkSize` is not a power of two from the page size to 1 GiB.
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    */
   constructor(options: FirstFitOptions = {}) {
-    this.#pageSize = pageSize();
-    this.#chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    if (
-      !isPowerOfTwo(this.#chunkSize) || this.#chunkSize < this.#pageSize ||
-      this.#chunkSize > 1 << 30
-    ) {
-      throw new RangeError(
-        `Cannot use chunkSize ${this.#chunkSize}: it must be a power of two from the page size (${this.#pageSize}) to 1 GiB`,
-      );
-    }
+    const os = options.os ?? libcOs;
+    this.#chunkSize = chunkSizeOf(options, os.pageSize());
+    this.#heap = new BlockHeap(os, this.#chunkSize);
   }
 
   /** Bytes per standard chunk. */
@@ -329,10 +211,11 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    if (this.#closed) throw new HeapClosedError("malloc");
+    checkOpen(this.#closed, "malloc");
     checkSize(size, "allocate");
-    const address = this.#allocate(size);
-    this.#counters.notePeaks(this.#mappedBytes);
+    const address = this.#heap.allocate(size);
+    this.#counters.allocated(size);
+    this.#notePeaks();
     return address;
   }
 
@@ -360,16 +243,18 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("calloc");
+    checkOpen(this.#closed, "calloc");
     const total = callocSize(count, size);
-    const address = this.#allocate(total);
-    const chunk = this.#chunkOf(address)!;
+    const heap = this.#heap;
+    const address = heap.allocate(total);
+    this.#counters.allocated(total);
+    const chunk = heap.chunks.of(address)!;
     const offset = address - chunk.base;
     // A block carved from a chunk mapped just now is zero but for the free-list links its first
     // 16 bytes held; any other block may be dirty all through.
-    const dirty = this.#fresh ? LINKS_SIZE : this.#usable(chunk, offset / GRANULE - 1);
+    const dirty = heap.fresh ? LINKS_SIZE : heap.usable(chunk, offset / 16 - 1);
     chunk.bytes.fill(0, offset, offset + dirty);
-    this.#counters.notePeaks(this.#mappedBytes);
+    this.#notePeaks();
     return address;
   }
 
@@ -399,68 +284,33 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("realloc");
-    if (address === 0) return this.malloc(size);
-    checkSize(size, "reallocate");
-    if (size === 0) {
-      this.free(address);
-      return 0;
-    }
-    const g = this.#block(address, "reallocate");
-    const chunk = this.#hit!;
-    const w = chunk.words;
-    const h = 4 * g + 2;
-    const granules = w[h]!;
-    const old = GRANULE * granules - BLOCK_OVERHEAD - (w[h + 1]! & SLACK_MASK);
-    const need = granulesFor(size);
-    let moved = address;
-    if (need <= granules) {
-      // Shrink (or keep) in place; a rest of a minimum block or more becomes free.
-      if (granules - need >= 2) {
-        const next = this.#freeSize(chunk, g + granules);
-        this.#mark(chunk, g, need, TAG_USED | (GRANULE * need - BLOCK_OVERHEAD - size));
-        let rest = granules - need;
-        if (next > 0) {
-          this.#unlink(chunk, g + granules);
-          rest += next;
-        }
-        this.#mark(chunk, g + need, rest, TAG_FREE);
-        this.#push(chunk, g + need);
-        this.#allocatedBytes -= GRANULE * (granules - need);
-      } else {
-        this.#mark(chunk, g, granules, TAG_USED | (GRANULE * granules - BLOCK_OVERHEAD - size));
-      }
+    const edge = reallocEdge(this, this.#closed, address, size);
+    if (edge !== -1) return edge;
+    const heap = this.#heap;
+    const g = heap.find(address, "reallocate");
+    const chunk = heap.hit!;
+    const old = heap.requested(chunk, g);
+    if (heap.resizeInPlace(chunk, g, size)) {
       this.#counters.liveBytes += size - old;
-    } else {
-      const n = g + granules;
-      const next = this.#freeSize(chunk, n);
-      if (next > 0 && granules + next >= need) {
-        // Grow in place into the free successor.
-        const total = granules + next;
-        let taken = total;
-        if (total - need >= 2) {
-          this.#replace(chunk, n, g + need, total - need);
-          taken = need;
-        } else {
-          this.#unlink(chunk, n);
-        }
-        this.#mark(chunk, g, taken, TAG_USED | (GRANULE * taken - BLOCK_OVERHEAD - size));
-        this.#allocatedBytes += GRANULE * (taken - granules);
-        this.#counters.liveBytes += size - old;
-      } else {
-        // Move: check the neighbours and allocate first, so that a failure leaves the old block
-        // untouched.
-        this.#freeSizeBefore(chunk, g);
-        moved = this.#allocate(size);
-        const kept = Math.min(GRANULE * granules - BLOCK_OVERHEAD, size);
-        const to = this.#chunkOf(moved)!;
-        const from = address - chunk.base;
-        to.bytes.set(chunk.bytes.subarray(from, from + kept), moved - to.base);
-        this.#release(chunk, g, granules);
-        this.#counters.freed(old);
-      }
+      this.#notePeaks();
+      return address;
     }
-    this.#counters.notePeaks(this.#mappedBytes);
+    // Move: allocate first, so that a failure leaves the old block untouched; if the OS then
+    // refuses to take back the chunk the old block empties, the new block is freed again.
+    const moved = heap.allocate(size);
+    const to = heap.chunks.of(moved)!;
+    const from = address - chunk.base;
+    const kept = Math.min(heap.usable(chunk, g), size);
+    to.bytes.set(chunk.bytes.subarray(from, from + kept), moved - to.base);
+    try {
+      heap.release(chunk, g);
+    } catch (error) {
+      if (!heap.undoAllocate(to, moved)) this.#counters.allocated(size); // kept: counted live
+      throw error;
+    }
+    this.#counters.allocated(size);
+    this.#counters.freed(old);
+    this.#notePeaks();
     return moved;
   }
 
@@ -487,14 +337,13 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    if (this.#closed) throw new HeapClosedError("free");
+    checkOpen(this.#closed, "free");
     if (address === 0) return;
-    const g = this.#block(address, "free");
-    const chunk = this.#hit!;
-    const h = 4 * g + 2;
-    const granules = chunk.words[h]!;
-    const requested = GRANULE * granules - BLOCK_OVERHEAD - (chunk.words[h + 1]! & SLACK_MASK);
-    this.#release(chunk, g, granules);
+    const heap = this.#heap;
+    const g = heap.find(address, "free");
+    const chunk = heap.hit!;
+    const requested = heap.requested(chunk, g);
+    heap.release(chunk, g);
     this.#counters.freed(requested);
   }
 
@@ -517,9 +366,9 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    if (this.#closed) throw new HeapClosedError("usableSize");
-    const g = this.#block(address, "find the size of");
-    return this.#usable(this.#hit!, g);
+    checkOpen(this.#closed, "usableSize");
+    const g = this.#heap.find(address, "find the size of");
+    return this.#heap.usable(this.#heap.hit!, g);
   }
 
   /**
@@ -544,10 +393,10 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    if (this.#closed) throw new HeapClosedError("bytes");
-    const g = this.#block(address, "view");
-    const chunk = this.#hit!;
-    const usable = this.#usable(chunk, g);
+    checkOpen(this.#closed, "bytes");
+    const g = this.#heap.find(address, "view");
+    const chunk = this.#heap.hit!;
+    const usable = this.#heap.usable(chunk, g);
     const wanted = viewLength(address, length, usable);
     const offset = address - chunk.base;
     return chunk.bytes.subarray(offset, offset + wanted);
@@ -574,12 +423,13 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   stats(): FirstFitStats {
-    if (this.#closed) throw new HeapClosedError("stats");
+    checkOpen(this.#closed, "stats");
+    const heap = this.#heap;
     return {
-      ...this.#counters.snapshot(this.#mappedBytes, this.#allocatedBytes),
-      chunks: this.#chunkCount,
-      freeBlocks: this.#freeBlocks,
-      freeBytes: this.#capacity - this.#allocatedBytes,
+      ...this.#counters.snapshot(heap.chunks.mappedBytes, heap.allocatedBytes),
+      chunks: heap.chunks.count,
+      freeBlocks: heap.list.count,
+      freeBytes: heap.chunks.capacity - heap.allocatedBytes,
     };
   }
 
@@ -602,19 +452,8 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   blocks(): FirstFitBlock[] {
-    if (this.#closed) throw new HeapClosedError("blocks");
-    const list: FirstFitBlock[] = [];
-    for (const chunk of this.#sortedChunks()) {
-      const w = chunk.words;
-      for (let g = 0; g < chunk.end && w[4 * g + 2]! > 0; g += w[4 * g + 2]!) {
-        list.push({
-          address: chunk.base + GRANULE * g + GRANULE,
-          size: GRANULE * w[4 * g + 2]!,
-          allocated: w[4 * g + 3] !== TAG_FREE,
-        });
-      }
-    }
-    return list;
+    checkOpen(this.#closed, "blocks");
+    return listBlocks(this.#heap.chunks);
   }
 
   /**
@@ -633,102 +472,25 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    if (this.#closed) throw new HeapClosedError("validate");
-    const fail = (what: string): never => {
-      throw new Error(`FirstFitAllocator invariant broken: ${what}`);
-    };
-    let mapped = 0;
-    let capacity = 0;
-    let allocated = 0;
-    let requested = 0;
-    let live = 0;
-    let chunks = 0;
-    const free = new Set<string>();
-    for (const chunk of this.#chunks) {
-      if (chunk === undefined) continue;
-      chunks++;
-      const { base, length, end, words: w } = chunk;
-      const at = (g: number) => hex(base + GRANULE * g + HEADER_SIZE);
-      if (base % this.#chunkSize !== 0) fail(`chunk ${hex(base)} is not chunk-aligned`);
-      for (let key = base / this.#chunkSize; key * this.#chunkSize < base + length; key++) {
-        if (this.#chunkByKey.get(key) !== chunk) fail(`chunk ${hex(base)} is not indexed`);
-      }
-      if (w[0] !== 0 || w[1] !== TAG_EDGE) fail(`chunk ${hex(base)} lost its prologue`);
-      if (w[4 * end + 2] !== 0 || w[4 * end + 3] !== TAG_EDGE) {
-        fail(`chunk ${hex(base)} lost its epilogue`);
-      }
-      let previousFree = false;
-      let g = 0;
-      while (g < end) {
-        const size = w[4 * g + 2]!;
-        const tag = w[4 * g + 3]!;
-        if (!(size >= 2 && g + size <= end)) fail(`block ${at(g)} has size ${size} granules`);
-        if (w[4 * (g + size)] !== size || w[4 * (g + size) + 1] !== tag) {
-          fail(`block ${at(g)}: footer does not match header`);
-        }
-        if (tag === TAG_FREE) {
-          if (previousFree) fail(`free block ${at(g)} follows a free block`);
-          free.add(`${chunk.id}:${g}`);
-          previousFree = true;
-        } else if ((tag & TAG_MASK) === TAG_USED) {
-          const slack = tag & SLACK_MASK;
-          const asked = GRANULE * size - BLOCK_OVERHEAD - slack;
-          const fits = granulesFor(asked);
-          if (slack > 32 || asked < 0 || fits > size || fits < size - 1) {
-            fail(`block ${at(g)} of ${size} granules records a request of ${asked} bytes`);
-          }
-          live++;
-          allocated += GRANULE * size;
-          requested += asked;
-          previousFree = false;
-        } else {
-          fail(`block ${at(g)} has tag ${hex(tag >>> 0)}`);
-        }
-        g += size;
-      }
-      const empty = w[2] === end && w[3] === TAG_FREE;
-      if (empty !== (chunk === this.#spare)) {
-        fail(`chunk ${hex(base)} is ${empty ? "empty but not the spare" : "the spare but in use"}`);
-      }
-      mapped += length;
-      capacity += length - CHUNK_OVERHEAD;
-    }
-    // The free list: every free block once, links consistent both ways.
-    let id = this.#headChunk;
-    let g = this.#headGranule;
-    let prevId = NIL;
-    let prevG = NIL;
-    let seen = 0;
-    while (id !== NIL) {
-      const chunk = this.#chunks[id];
-      if (chunk === undefined || !free.has(`${id}:${g}`)) {
-        fail(`free list links ${id}:${g}, which is not a free block`);
-      }
-      const w = chunk!.words;
-      const h = 4 * g + 2;
-      if (w[h + 4] !== prevId || w[h + 5] !== prevG) fail(`bad back link at ${id}:${g}`);
-      if (++seen > free.size) fail("the free list has a cycle");
-      prevId = id;
-      prevG = g;
-      id = w[h + 2]!;
-      g = w[h + 3]!;
-    }
-    const expect = (what: string, actual: number, expected: number): void => {
-      if (actual !== expected) fail(`${what} is ${actual}, blocks say ${expected}`);
-    };
-    expect("free-list length", seen, free.size);
-    expect("freeBlocks", this.#freeBlocks, free.size);
-    expect("chunks", this.#chunkCount, chunks);
-    expect("mappedBytes", this.#mappedBytes, mapped);
-    expect("capacity", this.#capacity, capacity);
-    expect("allocatedBytes", this.#allocatedBytes, allocated);
-    expect("liveAllocations", this.#counters.liveAllocations, live);
-    expect("liveBytes", this.#counters.liveBytes, requested);
+    checkOpen(this.#closed, "validate");
+    const heap = this.#heap;
+    checkHeap({
+      chunks: heap.chunks,
+      list: heap.list,
+      spare: heap.spare,
+      allocatedBytes: heap.allocatedBytes,
+      liveAllocations: this.#counters.liveAllocations,
+      liveBytes: this.#counters.liveBytes,
+    });
   }
 
   /**
    * Unmaps every chunk. Every later method call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing.
+   *
+   * @throws {OsError} When the OS refuses a `munmap`: the heap then stays open with the chunks not
+   *   unmapped yet, their blocks as they were (the blocks of the chunks unmapped before count as
+   *   freed), and `close` can be called again.
    *
    * @example Explicit close
    * ```ts
@@ -741,18 +503,22 @@ export class FirstFitAllocator implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
-    this.#closed = true;
-    for (const chunk of this.#chunks) {
-      if (chunk !== undefined) unmapMemory(chunk.base, chunk.length);
+    const heap = this.#heap;
+    for (const chunk of [...heap.chunks]) {
+      try {
+        heap.chunks.unmap(chunk);
+      } catch (error) {
+        // The chunks unmapped so far are gone, their blocks with them: count those as freed.
+        const left = heap.keepOnly();
+        const counters = this.#counters;
+        counters.totalFrees += counters.liveAllocations - left.live;
+        counters.liveBytes = left.requested;
+        throw error;
+      }
     }
-    this.#chunks = [];
-    this.#chunkByKey.clear();
-    this.#spare = undefined;
-    this.#hit = undefined;
-    this.#released.clear();
-    this.#headChunk = NIL;
-    this.#headGranule = NIL;
-    this.#mappedBytes = 0;
+    this.#closed = true;
+    heap.list.clear();
+    heap.spare = heap.hit = undefined;
   }
 
   /**
@@ -772,344 +538,7 @@ export class FirstFitAllocator implements Allocator {
     this.close();
   }
 
-  // --- allocation -------------------------------------------------------------------------------
-
-  /** malloc without the checks: first fit, else a new chunk. Sets `#fresh`. */
-  #allocate(size: number): number {
-    const need = granulesFor(size);
-    this.#fresh = false;
-    let id = this.#headChunk;
-    let g = this.#headGranule;
-    while (id !== NIL) {
-      const chunk = this.#chunks[id];
-      const h = 4 * g + 2;
-      if (chunk === undefined || chunk.words[h + 1] !== TAG_FREE) {
-        throw new Error(
-          `FirstFitAllocator heap corrupt: the free list leads to ${id}:${g}, which is not a free block (a write after free?)`,
-        );
-      }
-      const w = chunk.words;
-      if (w[h]! >= need) return this.#place(chunk, g, need, size);
-      id = w[h + 2]!;
-      g = w[h + 3]!;
-    }
-    const chunk = this.#grow(need, size);
-    this.#fresh = true;
-    return this.#place(chunk, 0, need, size);
-  }
-
-  /** Hands out `need` granules of the free block `g`, splitting off the rest when it can. */
-  #place(chunk: Chunk, g: number, need: number, size: number): number {
-    if (chunk === this.#spare) this.#spare = undefined;
-    const available = chunk.words[4 * g + 2]!;
-    let taken = available;
-    if (available - need >= 2) {
-      this.#replace(chunk, g, g + need, available - need);
-      taken = need;
-    } else {
-      this.#unlink(chunk, g);
-    }
-    this.#mark(chunk, g, taken, TAG_USED | (GRANULE * taken - BLOCK_OVERHEAD - size));
-    this.#allocatedBytes += GRANULE * taken;
-    this.#counters.allocated(size);
-    return chunk.base + GRANULE * g + GRANULE;
-  }
-
-  /** Maps a chunk that can hold `need` granules, with one free block at the head of the list. */
-  #grow(need: number, size: number): Chunk {
-    const length = Math.max(
-      this.#chunkSize,
-      roundUp(GRANULE * need + CHUNK_OVERHEAD, this.#pageSize),
-    );
-    if (length / GRANULE - 1 > MAX_GRANULES) {
-      throw new OutOfMemoryError(
-        `Cannot allocate ${size} bytes: larger than the largest chunk of this design (32 GiB)`,
-      );
-    }
-    const base = mapMemory(length, this.#chunkSize);
-    const words = new Int32Array(memoryView(base, length));
-    const end = length / GRANULE - 1;
-    const id = this.#freeIds.pop() ?? this.#chunks.length;
-    const chunk: Chunk = { id, base, length, end, words, bytes: new Uint8Array(words.buffer) };
-    words[0] = 0; // prologue footer
-    words[1] = TAG_EDGE;
-    words[4 * end + 2] = 0; // epilogue header
-    words[4 * end + 3] = TAG_EDGE;
-    this.#mark(chunk, 0, end, TAG_FREE);
-    this.#chunks[id] = chunk;
-    for (let key = base / this.#chunkSize; key * this.#chunkSize < base + length; key++) {
-      this.#chunkByKey.set(key, chunk);
-    }
-    this.#released.forget(base, base + length);
-    this.#chunkCount++;
-    this.#mappedBytes += length;
-    this.#capacity += length - CHUNK_OVERHEAD;
-    this.#push(chunk, 0);
-    return chunk;
-  }
-
-  // --- freeing ----------------------------------------------------------------------------------
-
-  /**
-   * Frees the block `g` of `granules`: marks it free, merges it with free neighbours, and pushes
-   * the result, or unmaps the chunk when it is wholly free (but for the spare). Checks both
-   * neighbours before changing anything.
-   */
-  #release(chunk: Chunk, g: number, granules: number): void {
-    const w = chunk.words;
-    const next = this.#freeSize(chunk, g + granules);
-    const previous = this.#freeSizeBefore(chunk, g);
-    w[4 * g + 3] = TAG_FREE; // a merged-away header still says "freed": later frees are double
-    this.#allocatedBytes -= GRANULE * granules;
-    let start = g;
-    let size = granules;
-    if (next > 0) {
-      this.#unlink(chunk, g + granules);
-      size += next;
-    }
-    if (previous > 0) {
-      start -= previous;
-      this.#unlink(chunk, start);
-      size += previous;
-    }
-    this.#mark(chunk, start, size, TAG_FREE);
-    if (size === chunk.end) {
-      if (this.#spare === undefined && chunk.length === this.#chunkSize) {
-        this.#spare = chunk;
-      } else {
-        this.#unmapChunk(chunk);
-        return;
-      }
-    }
-    this.#push(chunk, start);
-  }
-
-  /** Unmaps a wholly free chunk that is on no list, and remembers it for double-free reports. */
-  #unmapChunk(chunk: Chunk): void {
-    unmapMemory(chunk.base, chunk.length);
-    for (
-      let key = chunk.base / this.#chunkSize;
-      key * this.#chunkSize < chunk.base + chunk.length;
-      key++
-    ) {
-      this.#chunkByKey.delete(key);
-    }
-    this.#chunks[chunk.id] = undefined;
-    this.#freeIds.push(chunk.id);
-    this.#released.add(chunk.base, chunk.base + chunk.length);
-    this.#chunkCount--;
-    this.#mappedBytes -= chunk.length;
-    this.#capacity -= chunk.length - CHUNK_OVERHEAD;
-  }
-
-  /** Granules of the block at `n` when it is free, else 0. Throws if its tags disagree. */
-  #freeSize(chunk: Chunk, n: number): number {
-    const w = chunk.words;
-    if (w[4 * n + 3] !== TAG_FREE) return 0;
-    const size = w[4 * n + 2]!;
-    const f = 4 * (n + size);
-    if (!(size >= 2 && n + size <= chunk.end && w[f] === size && w[f + 1] === TAG_FREE)) {
-      throw this.#corrupt(chunk, n);
-    }
-    return size;
-  }
-
-  /** Granules of the block ending right before block `g` when it is free, else 0. */
-  #freeSizeBefore(chunk: Chunk, g: number): number {
-    const w = chunk.words;
-    if (w[4 * g + 1] !== TAG_FREE) return 0;
-    const size = w[4 * g]!;
-    const p = g - size;
-    if (!(size >= 2 && p >= 0 && w[4 * p + 2] === size && w[4 * p + 3] === TAG_FREE)) {
-      throw this.#corrupt(chunk, p);
-    }
-    return size;
-  }
-
-  #corrupt(chunk: Chunk, g: number): Error {
-    return new Error(
-      `FirstFitAllocator heap corrupt: the free block at ${
-        hex(chunk.base + GRANULE * g + HEADER_SIZE)
-      } has a header and footer that disagree (a write past the end of a block?)`,
-    );
-  }
-
-  // --- blocks and the free list -----------------------------------------------------------------
-
-  /** Writes the header and footer of the block `g`. */
-  #mark(chunk: Chunk, g: number, granules: number, tag: number): void {
-    const w = chunk.words;
-    w[4 * g + 2] = granules;
-    w[4 * g + 3] = tag;
-    w[4 * (g + granules)] = granules;
-    w[4 * (g + granules) + 1] = tag;
-  }
-
-  /** Usable bytes of the block `g`. */
-  #usable(chunk: Chunk, g: number): number {
-    return GRANULE * chunk.words[4 * g + 2]! - BLOCK_OVERHEAD;
-  }
-
-  /** Puts the free block `g` at the head of the free list. */
-  #push(chunk: Chunk, g: number): void {
-    const w = chunk.words;
-    const h = 4 * g + 2;
-    w[h + 2] = this.#headChunk;
-    w[h + 3] = this.#headGranule;
-    w[h + 4] = NIL;
-    w[h + 5] = NIL;
-    if (this.#headChunk !== NIL) {
-      const head = this.#chunks[this.#headChunk]!.words;
-      head[4 * this.#headGranule + 6] = chunk.id;
-      head[4 * this.#headGranule + 7] = g;
-    }
-    this.#headChunk = chunk.id;
-    this.#headGranule = g;
-    this.#freeBlocks++;
-  }
-
-  /** Takes the free block `g` off the free list. */
-  #unlink(chunk: Chunk, g: number): void {
-    const w = chunk.words;
-    const h = 4 * g + 2;
-    this.#link(w[h + 4]!, w[h + 5]!, w[h + 2]!, w[h + 3]!);
-    this.#freeBlocks--;
-  }
-
-  /**
-   * Makes the free block `to`, of `granules`, take the list place of the free block `from` (same
-   * chunk). Reads `from`'s links before writing anything: the two may overlap.
-   */
-  #replace(chunk: Chunk, from: number, to: number, granules: number): void {
-    const w = chunk.words;
-    const f = 4 * from + 2;
-    const nextId = w[f + 2]!;
-    const nextG = w[f + 3]!;
-    const prevId = w[f + 4]!;
-    const prevG = w[f + 5]!;
-    this.#mark(chunk, to, granules, TAG_FREE);
-    const t = 4 * to + 2;
-    w[t + 2] = nextId;
-    w[t + 3] = nextG;
-    w[t + 4] = prevId;
-    w[t + 5] = prevG;
-    this.#link(prevId, prevG, chunk.id, to);
-    this.#link(chunk.id, to, nextId, nextG);
-  }
-
-  /**
-   * Links `a` → `b` (`a` NIL: `b` becomes the head; `b` NIL: `a` becomes the tail), writing `a`'s
-   * next link and `b`'s previous link.
-   */
-  #link(aId: number, aG: number, bId: number, bG: number): void {
-    if (aId === NIL) {
-      this.#headChunk = bId;
-      this.#headGranule = bG;
-    } else {
-      const a = this.#chunks[aId]!.words;
-      a[4 * aG + 4] = bId;
-      a[4 * aG + 5] = bG;
-    }
-    if (bId !== NIL) {
-      const b = this.#chunks[bId]!.words;
-      b[4 * bG + 6] = aId;
-      b[4 * bG + 7] = aG;
-    }
-  }
-
-  // --- addresses --------------------------------------------------------------------------------
-
-  #chunkOf(address: number): Chunk | undefined {
-    return this.#chunkByKey.get(Math.floor(address / this.#chunkSize));
-  }
-
-  /**
-   * The granule of the live block whose payload is at `address`, its chunk left in `#hit`; throws
-   * the error that explains why there is none.
-   */
-  #block(address: number, verb: string): number {
-    if (typeof address === "number") {
-      const chunk = this.#chunkOf(address);
-      if (chunk !== undefined) {
-        const offset = address - chunk.base;
-        const g = offset / GRANULE - 1;
-        if (g >= 0 && g < chunk.end && g % 1 === 0) {
-          const w = chunk.words;
-          const size = w[4 * g + 2]!;
-          const tag = w[4 * g + 3]!;
-          const f = 4 * (g + size);
-          if (
-            (tag & TAG_MASK) === TAG_USED && size >= 2 && g + size <= chunk.end &&
-            w[f] === size && w[f + 1] === tag
-          ) {
-            this.#hit = chunk;
-            return g;
-          }
-        }
-      }
-    }
-    throw this.#rejection(address, verb);
-  }
-
-  /** The error for an address that is not a live block; walks the chunk to say where it falls. */
-  #rejection(address: number, verb: string): Error {
-    if (typeof address !== "number") return notAnAddress(address, verb);
-    const where = `Cannot ${verb} ${hex(address)}`;
-    const freeing = isFreeing(verb);
-    const Invalid = freeing ? InvalidFreeError : InvalidAddressError;
-    const Freed = freeing ? DoubleFreeError : InvalidAddressError;
-    const chunk = this.#chunkOf(address);
-    if (chunk === undefined || address >= chunk.base + chunk.length) {
-      const index = this.#released.find(address);
-      if (index >= 0 && address % GRANULE === 0) {
-        return new Freed(
-          `${where}: it lies in the chunk [${hex(this.#released.start(index))}, ${
-            hex(this.#released.end(index))
-          }), given back to the OS when its last block was freed (double free?)`,
-          address,
-        );
-      }
-      return new Invalid(`${where}: it is not an address of this heap`, address);
-    }
-    if (address % GRANULE !== 0) {
-      return new Invalid(`${where}: blocks are 16-byte aligned, this address is not`, address);
-    }
-    const w = chunk.words;
-    const offset = address - chunk.base;
-    if (offset < GRANULE) {
-      return new Invalid(`${where}: it is the prologue of chunk ${hex(chunk.base)}`, address);
-    }
-    for (let g = 0; g < chunk.end;) {
-      const size = w[4 * g + 2]!;
-      const tag = w[4 * g + 3]!;
-      const start = chunk.base + GRANULE * g + HEADER_SIZE;
-      if (!(size >= 2 && g + size <= chunk.end)) {
-        return new Invalid(
-          `${where}: the heap is corrupt at ${hex(start)} (a write past the end of a block?)`,
-          address,
-        );
-      }
-      const end = start + GRANULE * size;
-      if (offset < GRANULE * (g + size) + HEADER_SIZE) {
-        const range = `[${hex(start)}, ${hex(end)})`;
-        if (tag === TAG_FREE) {
-          return address === start + HEADER_SIZE
-            ? new Freed(`${where}: this block was already freed`, address)
-            : new Freed(`${where}: it lies in free block ${range} (double free?)`, address);
-        }
-        return address === start + HEADER_SIZE
-          ? new Invalid(
-            `${where}: the footer of block ${range} does not match its header (heap corrupt)`,
-            address,
-          )
-          : new Invalid(`${where}: it is inside the block ${range}, not at its start`, address);
-      }
-      g += size;
-    }
-    return new Invalid(`${where}: it is not an address of this heap`, address);
-  }
-
-  #sortedChunks(): Chunk[] {
-    return this.#chunks.filter((chunk) => chunk !== undefined).sort((a, b) => a.base - b.base);
+  #notePeaks(): void {
+    this.#counters.notePeaks(this.#heap.chunks.mappedBytes);
   }
 }
