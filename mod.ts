@@ -57,6 +57,7 @@ export {
 export { MAX_SIZE } from "./src/_size.ts";
 export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";
 export { MmapAllocator } from "./src/family/mmap_allocator.ts";
+export type { MmapAllocatorOptions } from "./src/family/mmap_allocator.ts";
 export { BumpAllocator } from "./src/family/bump_allocator.ts";
 export type { BumpAllocatorOptions, BumpStats } from "./src/family/bump_allocator.ts";
 export { FirstFitAllocator } from "./src/family/first_fit_allocator.ts";

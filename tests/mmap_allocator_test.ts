@@ -6,10 +6,12 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   MmapAllocator,
+  OsError,
   OutOfMemoryError,
 } from "../mod.ts";
 import { pageSize, protectMemory } from "../ffi/libc.ts";
-import { contractSuite } from "./_contract.ts";
+import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
 
@@ -171,6 +173,94 @@ Deno.test("MmapAllocator.close unmaps every block and later calls throw HeapClos
   assert.throws(() => heap.validate(), HeapClosedError);
   assert.throws(() => heap.free(a), { name: "HeapClosedError", message: /Cannot call free/ });
   heap.close();
+});
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+/** An allocator over `os` with three live blocks of 1, 3 and 2 pages. */
+function threeBlocks(os: FaultyOs, live: LiveBlocks): MmapAllocator {
+  const heap = new MmapAllocator({ os });
+  for (const size of [100, 3 * PAGE - 5, PAGE + 1]) live.malloc(heap, size);
+  return heap;
+}
+
+Deno.test("MmapAllocator makes every system call through its os: map, unmap, remap", () => {
+  const os = new FaultyOs();
+  const heap = new MmapAllocator({ os });
+  assert.equal(heap.pageSize, os.pageSize());
+  const a = heap.malloc(10);
+  heap.realloc(heap.calloc(1, 10), 3 * PAGE);
+  heap.free(a);
+  assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [2, 1, 1]);
+  heap.close();
+  assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [2, 1, 2]);
+});
+
+for (const verb of ["malloc", "calloc"] as const) {
+  Deno.test(`MmapAllocator.${verb} that the OS refuses changes nothing`, () => {
+    const failed = failEachCall({
+      call: "map",
+      setup: threeBlocks,
+      act(heap, live) {
+        live.add(heap, verb === "malloc" ? heap.malloc(5000) : heap.calloc(50, 100), 5000);
+      },
+    });
+    assert.equal(failed, 1);
+  });
+}
+
+Deno.test("MmapAllocator.realloc that the OS refuses to remap changes nothing", () => {
+  const failed = failEachCall({
+    call: "remap",
+    setup: threeBlocks,
+    act(heap, live) {
+      const [first] = live.addresses();
+      live.moved(heap, first!, heap.realloc(first!, 5 * PAGE), 5 * PAGE);
+    },
+  });
+  assert.equal(failed, 1);
+});
+
+Deno.test("MmapAllocator.free that the OS refuses to unmap leaves the block live", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: threeBlocks,
+    act(heap, live) {
+      const second = live.addresses()[1]!;
+      heap.free(second);
+      live.delete(second);
+    },
+  });
+  assert.equal(failed, 1);
+  // A refused free is no free: the block can still be freed, and only once.
+  const os = new FaultyOs();
+  using heap = new MmapAllocator({ os });
+  const a = heap.malloc(10);
+  os.fail("unmap");
+  assert.throws(() => heap.free(a), OsError);
+  heap.free(a);
+  assert.throws(() => heap.free(a), DoubleFreeError);
+});
+
+Deno.test("MmapAllocator.close that the OS refuses half-way stays open, whole and retryable", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: threeBlocks,
+    act: (heap) => heap.close(),
+    closes: true,
+  });
+  assert.equal(failed, 3, "one munmap per block, each failed once");
+  const os = new FaultyOs();
+  const heap = new MmapAllocator({ os });
+  const blocks = [heap.malloc(10), heap.malloc(20), heap.malloc(30)];
+  os.fail("unmap", 1);
+  assert.throws(() => heap.close(), OsError);
+  assert.deepEqual([heap.stats().liveAllocations, heap.stats().liveBytes], [2, 50]);
+  assert.throws(() => heap.usableSize(blocks[0]!), InvalidAddressError);
+  heap.free(blocks[1]!);
+  heap.validate();
+  heap.close();
+  assert.throws(() => heap.stats(), HeapClosedError);
 });
 
 contractSuite("MmapAllocator", () => new MmapAllocator(), {

@@ -43,11 +43,33 @@
  */
 
 import type { Allocator, AllocatorStats } from "../allocator.ts";
-import { HeapClosedError, hex } from "../errors.ts";
+import { hex } from "../errors.ts";
 import { Counters } from "../_counters.ts";
+import { checkOpen, reallocEdge } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
-import { libcOs, pageSize } from "../../ffi/libc.ts";
+import type { Os } from "../../ffi/os.ts";
+import { libcOs } from "../../ffi/libc.ts";
+
+/**
+ * Options of {@linkcode MmapAllocator}.
+ *
+ * @example Through a given OS
+ * ```ts
+ * import { libcOs, MmapAllocator, type MmapAllocatorOptions } from "@pseudo/malloc";
+ *
+ * const options: MmapAllocatorOptions = { os: libcOs };
+ * using heap = new MmapAllocator(options);
+ * heap.free(heap.malloc(10));
+ * ```
+ */
+export interface MmapAllocatorOptions {
+  /**
+   * The system calls: a `mmap` per block, its `munmap` on free and close, `mremap` on a realloc
+   * that changes its page count. A test passes one that fails on demand. @default {libcOs}
+   */
+  os?: Os;
+}
 
 /**
  * A malloc where every block is its own `mmap` and every `free` its `munmap`: simple, exact about
@@ -77,6 +99,7 @@ export class MmapAllocator implements Allocator {
   /**
    * Creates an allocator. Nothing is mapped until the first request.
    *
+   * @param options The OS; optional.
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    *
    * @example Creating one
@@ -87,9 +110,10 @@ export class MmapAllocator implements Allocator {
    * console.log(heap.stats().mappedBytes); // 0
    * ```
    */
-  constructor() {
-    this.#pageSize = pageSize();
-    this.#blocks = new Mappings(libcOs, { label: "block" });
+  constructor(options: MmapAllocatorOptions = {}) {
+    const os = options.os ?? libcOs;
+    this.#pageSize = os.pageSize();
+    this.#blocks = new Mappings(os, { label: "block" });
   }
 
   /**
@@ -133,7 +157,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    if (this.#closed) throw new HeapClosedError("malloc");
+    checkOpen(this.#closed, "malloc");
     checkSize(size, "allocate");
     const address = this.#blocks.map(size);
     this.#counters.allocated(size);
@@ -163,7 +187,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("calloc");
+    checkOpen(this.#closed, "calloc");
     const total = callocSize(count, size);
     return this.malloc(total);
   }
@@ -182,6 +206,8 @@ export class MmapAllocator implements Allocator {
    * @throws {InvalidFreeError} When `address` is not a live block of this allocator.
    * @throws {DoubleFreeError} When `address` was freed recently.
    * @throws {OutOfMemoryError} When the OS refuses the new size.
+   * @throws {OsError} Where there is no `mremap`, when the OS refuses to unmap the old mapping
+   *   after the copy (the block then stays where it was).
    *
    * @example Growing keeps the contents
    * ```ts
@@ -196,13 +222,8 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    if (this.#closed) throw new HeapClosedError("realloc");
-    if (address === 0) return this.malloc(size);
-    checkSize(size, "reallocate");
-    if (size === 0) {
-      this.free(address);
-      return 0;
-    }
+    const edge = reallocEdge(this, this.#closed, address, size);
+    if (edge !== -1) return edge;
     const before = this.#blocks.requestedBytes;
     const moved = this.#blocks.resize(address, size);
     this.#counters.liveBytes += this.#blocks.requestedBytes - before;
@@ -220,6 +241,7 @@ export class MmapAllocator implements Allocator {
    * @param address A block this allocator returned, or 0.
    * @throws {InvalidFreeError} When `address` is foreign or interior to a block.
    * @throws {DoubleFreeError} When the block was freed recently (see the module notes).
+   * @throws {OsError} When the OS refuses the `munmap`: the block then stays live and intact.
    *
    * @example Free unmaps
    * ```ts
@@ -232,7 +254,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    if (this.#closed) throw new HeapClosedError("free");
+    checkOpen(this.#closed, "free");
     if (address === 0) return;
     this.#counters.freed(this.#blocks.unmap(address));
   }
@@ -254,7 +276,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    if (this.#closed) throw new HeapClosedError("usableSize");
+    checkOpen(this.#closed, "usableSize");
     const length = this.#blocks.lengthOf(address);
     if (length < 0) throw this.#blocks.rejection(address, "find the size of");
     return length;
@@ -282,7 +304,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    if (this.#closed) throw new HeapClosedError("bytes");
+    checkOpen(this.#closed, "bytes");
     const usable = this.usableSize(address);
     const wanted = viewLength(address, length, usable);
     return this.#blocks.view(address, wanted);
@@ -308,7 +330,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   stats(): AllocatorStats {
-    if (this.#closed) throw new HeapClosedError("stats");
+    checkOpen(this.#closed, "stats");
     const mapped = this.#blocks.mappedBytes;
     return this.#counters.snapshot(mapped, mapped);
   }
@@ -328,7 +350,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    if (this.#closed) throw new HeapClosedError("validate");
+    checkOpen(this.#closed, "validate");
     let count = 0;
     let requested = 0;
     let mapped = 0;
@@ -361,6 +383,10 @@ export class MmapAllocator implements Allocator {
    * Unmaps every live block. Every later call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing.
    *
+   * @throws {OsError} When the OS refuses a `munmap`: the allocator then stays open with the
+   *   blocks not unmapped yet (the ones unmapped before count as freed), and `close` can be called
+   *   again.
+   *
    * @example Explicit close
    * ```ts
    * import { MmapAllocator } from "@pseudo/malloc";
@@ -372,8 +398,17 @@ export class MmapAllocator implements Allocator {
    */
   close(): void {
     if (this.#closed) return;
+    const blocks = this.#blocks;
+    const count = blocks.count;
+    try {
+      blocks.close();
+    } catch (error) {
+      // The blocks unmapped before the refusal are gone: they count as freed.
+      this.#counters.totalFrees += count - blocks.count;
+      this.#counters.liveBytes = blocks.requestedBytes;
+      throw error;
+    }
     this.#closed = true;
-    this.#blocks.close();
   }
 
   /**
