@@ -13,7 +13,7 @@
 //     if (!os.failed) break;                // the scenario made fewer than n + 1 unmaps
 //   }
 
-import { type Os, type OsCall } from "../ffi/os.ts";
+import type { Os, OsCall } from "../ffi/os.ts";
 import { libcOs } from "../ffi/libc.ts";
 import { OsError, OutOfMemoryError } from "../src/errors.ts";
 

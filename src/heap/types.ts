@@ -7,7 +7,6 @@
 
 import type { Os } from "../../ffi/os.ts";
 import type { AllocatorStats } from "../allocator.ts";
-import type { PseudoMalloc } from "./pseudo_malloc.ts";
 
 /**
  * Options of {@linkcode PseudoMalloc}. Every field has a default.
