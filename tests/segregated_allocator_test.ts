@@ -9,11 +9,13 @@ import {
   LARGEST_SIZE_CLASS,
   OutOfMemoryError,
   SegregatedAllocator,
+  type SegregatedOptions,
   SIZE_CLASSES,
 } from "../mod.ts";
 import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/family/segregated_allocator.ts";
 import { pageSize } from "../ffi/libc.ts";
-import { contractSuite } from "./_contract.ts";
+import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
 
@@ -358,4 +360,149 @@ Deno.test("SegregatedAllocator methods throw HeapClosedError after close", () =>
   assert.throws(() => heap.spans(), HeapClosedError);
   assert.throws(() => heap.validate(), HeapClosedError);
   heap.close();
+});
+
+// --- when the OS says no -------------------------------------------------------------------------
+
+/** A heap over `os` (and `options`) with a live block of each of `sizes`, recorded in `live`. */
+function oneOfEach(
+  os: FaultyOs,
+  live: LiveBlocks,
+  sizes: number[],
+  options: SegregatedOptions = {},
+): SegregatedAllocator {
+  const heap = new SegregatedAllocator({ ...options, os });
+  for (const size of sizes) live.malloc(heap, size);
+  return heap;
+}
+
+/** Frees the `n`-th recorded block and forgets it. */
+function freeNth(heap: SegregatedAllocator, live: LiveBlocks, n: number): void {
+  const address = live.addresses()[n]!;
+  heap.free(address);
+  live.delete(address);
+}
+
+Deno.test("SegregatedAllocator makes every system call through its os", () => {
+  const os = new FaultyOs();
+  const heap = new SegregatedAllocator({ os, spanCacheBytes: 0 });
+  assert.equal(heap.pageSize, os.pageSize());
+  const small = heap.malloc(100);
+  const large = heap.realloc(heap.malloc(5000), 3 * PAGE);
+  assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [2, 1, 0]);
+  heap.free(small); // an emptied span, with no cache: unmapped
+  heap.free(large);
+  assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [2, 1, 2]);
+  heap.malloc(16);
+  heap.close();
+  assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [3, 1, 3]);
+});
+
+for (const [what, size] of [["a span", 100], ["a large block", 3 * PAGE]] as const) {
+  Deno.test(`SegregatedAllocator.malloc and calloc that need ${what} the OS refuses`, () => {
+    for (const zeroed of [false, true]) {
+      const failed = failEachCall({
+        call: "map",
+        setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+        act(heap, live) {
+          live.add(heap, zeroed ? heap.calloc(1, size) : heap.malloc(size), size);
+        },
+      });
+      assert.equal(failed, 1);
+    }
+  });
+}
+
+for (
+  const [from, to, call] of [[100, 200, "map"], [100, 3 * PAGE, "map"], [5000, 100, "map"], [
+    5000,
+    3 * PAGE,
+    "remap",
+  ]] as const
+) {
+  Deno.test(`SegregatedAllocator.realloc from ${from} to ${to} bytes when the OS refuses ${call}`, () => {
+    const failed = failEachCall({
+      call,
+      setup: (os, live) => oneOfEach(os, live, [16, from]),
+      act(heap, live) {
+        const address = live.addresses()[1]!;
+        live.moved(heap, address, heap.realloc(address, to), to);
+      },
+    });
+    assert.equal(failed, 1);
+  });
+}
+
+Deno.test("SegregatedAllocator.free of a large block the OS will not unmap leaves it live", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+    act: (heap, live) => freeNth(heap, live, 1),
+  });
+  assert.equal(failed, 1);
+});
+
+Deno.test("SegregatedAllocator.free that empties a span the OS will not unmap leaves it live", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup: (os, live) => oneOfEach(os, live, [16, 100], { spanCacheBytes: 0 }),
+    act: (heap, live) => freeNth(heap, live, 1),
+  });
+  assert.equal(failed, 1, "no cache: the emptied span itself");
+});
+
+Deno.test("SegregatedAllocator.free whose cache evictions the OS refuses leaves the block live", () => {
+  // Two one-page spans in the cache, full; emptying a two-page span evicts both, oldest first.
+  const page = (size: number) => spanLength(size) === PAGE;
+  assert.ok(page(16) && page(32) && spanLength(640) === 2 * PAGE);
+  const failed = failEachCall({
+    call: "unmap",
+    setup(os, live) {
+      const heap = oneOfEach(os, live, [16, 32, 640, 48], { spanCacheBytes: 2 * PAGE });
+      freeNth(heap, live, 0);
+      freeNth(heap, live, 0);
+      assert.equal(heap.stats().cachedBytes, 2 * PAGE);
+      return heap;
+    },
+    act: (heap, live) => freeNth(heap, live, 0),
+  });
+  assert.equal(failed, 2, "one munmap per evicted span, each failed once");
+});
+
+Deno.test("SegregatedAllocator.realloc out of a span the OS will not unmap stays", () => {
+  for (const to of [200, 3 * PAGE]) {
+    const failed = failEachCall({
+      call: "unmap",
+      setup: (os, live) => oneOfEach(os, live, [16, 100], { spanCacheBytes: 0 }),
+      act(heap, live) {
+        const address = live.addresses()[1]!;
+        live.moved(heap, address, heap.realloc(address, to), to);
+      },
+    });
+    assert.equal(failed, 1, "the emptied span's munmap (a refused one is undone by another)");
+  }
+  const large = failEachCall({
+    call: "unmap",
+    setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+    act(heap, live) {
+      const address = live.addresses()[1]!;
+      live.moved(heap, address, heap.realloc(address, 100), 100);
+    },
+  });
+  assert.equal(large, 1, "from a large block to a class: the large block's munmap");
+});
+
+Deno.test("SegregatedAllocator.close that the OS refuses half-way stays open, whole and retryable", () => {
+  const failed = failEachCall({
+    call: "unmap",
+    setup(os, live) {
+      const heap = oneOfEach(os, live, [16, 17, 100, 5000, 3 * PAGE, 2000]);
+      freeNth(heap, live, 0); // an empty span, cached
+      heap.free(heap.malloc(18)); // a free block beside the live one of class 32
+      return heap;
+    },
+    act: (heap) => heap.close(),
+    closes: true,
+  });
+  assert.equal(failed, 6, "four spans and two large blocks, one munmap each");
 });
