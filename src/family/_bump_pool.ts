@@ -91,17 +91,12 @@ export class BumpPool {
     this.u32 = new Uint32Array(buffer);
   }
 
-  /**
-   * Carves a block of `size` bytes at `top` and returns its offset; -1 when it does not fit.
-   * `zeroed`: and zeroes the part of it that a block used before a reset (below the high-water
-   * mark; above it the pool is still zero from `mmap`).
-   */
-  carve(size: number, zeroed: boolean): number {
+  /** Carves a block of `size` bytes at `top` and returns its offset; -1 when it does not fit. */
+  carve(size: number): number {
     const header = this.top;
     const block = header + HEADER;
     const end = block + roundUp(size, ALIGN);
     if (end > this.size) return -1;
-    if (zeroed && block < this.highWater) this.u8.fill(0, block, Math.min(end, this.highWater));
     this.#write(block, size, LIVE);
     this.top = end;
     if (end > this.highWater) this.highWater = end;

@@ -67,10 +67,10 @@
 // in _bump_pool.ts; the options, the pool size's check and the stats type are in _bump_options.ts.
 
 import type { Allocator } from "../allocator.ts";
-import { OutOfMemoryError } from "../errors.ts";
+import { HeapClosedError, OutOfMemoryError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { checkOpen, reallocEdge } from "../_checks.ts";
-import { callocSize, checkSize, viewLength } from "../_size.ts";
+import { reallocEdge } from "../_checks.ts";
+import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import { BumpPool } from "./_bump_pool.ts";
 import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
@@ -164,7 +164,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    checkOpen(this.#closed, "malloc");
+    this.#open("malloc");
     checkSize(size, "allocate");
     const address = this.#allocate(size, "allocate");
     this.#notePeaks();
@@ -195,9 +195,15 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    checkOpen(this.#closed, "calloc");
+    this.#open("calloc");
     const total = callocSize(count, size);
-    const address = this.#allocate(total, "allocate", true);
+    // Only what a block used before a reset is dirty: above the high-water mark the pool is still
+    // zero from mmap.
+    const pool = this.#pool;
+    const dirty = pool.highWater;
+    const address = this.#allocate(total, "allocate");
+    const block = address - pool.base;
+    if (block < dirty) pool.u8.fill(0, block, Math.min(block + roundUp(total, 16), dirty));
     this.#notePeaks();
     return address;
   }
@@ -268,7 +274,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    checkOpen(this.#closed, "free");
+    this.#open("free");
     if (address === 0) return;
     this.#release(this.#live(address, "free"));
   }
@@ -296,7 +302,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   reset(): void {
-    checkOpen(this.#closed, "reset");
+    this.#open("reset");
     const counters = this.#counters;
     counters.totalFrees += counters.liveAllocations; // now none is live
     counters.liveBytes = 0;
@@ -321,7 +327,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    checkOpen(this.#closed, "usableSize");
+    this.#open("usableSize");
     return this.#pool.usable(this.#live(address, "find the size of"));
   }
 
@@ -347,7 +353,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    checkOpen(this.#closed, "bytes");
+    this.#open("bytes");
     const block = this.#live(address, "view");
     const usable = this.#pool.usable(block);
     const wanted = viewLength(address, length, usable);
@@ -374,7 +380,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   stats(): BumpStats {
-    checkOpen(this.#closed, "stats");
+    this.#open("stats");
     return {
       ...this.#counters.snapshot(this.#pool.size, this.#pool.allocated),
       usedBytes: this.#pool.top,
@@ -398,7 +404,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    checkOpen(this.#closed, "validate");
+    this.#open("validate");
     const { live, requested, allocated } = this.#pool.walk();
     const expect = (what: string, actual: number, expected: number): void => {
       if (actual !== expected) {
@@ -453,10 +459,10 @@ export class BumpAllocator implements Allocator {
 
   // --- internals --------------------------------------------------------------------------------
 
-  /** Carves a block of `size` bytes (zeroed: for calloc) and returns its address, or throws OOM. */
-  #allocate(size: number, verb: string, zeroed = false): number {
+  /** Carves a block of `size` bytes and returns its address; throws when it does not fit. */
+  #allocate(size: number, verb: string): number {
     const pool = this.#pool;
-    const block = pool.carve(size, zeroed);
+    const block = pool.carve(size);
     if (block < 0) {
       throw new OutOfMemoryError(
         `Cannot ${verb} ${size} bytes: the pool has ${
@@ -476,6 +482,11 @@ export class BumpAllocator implements Allocator {
   /** The pool offset of the live block at `address`; throws the matching error otherwise. */
   #live(address: number, verb: string): number {
     return this.#pool.live(address, verb);
+  }
+
+  /** Throws {@linkcode HeapClosedError} for `operation` once the allocator is closed. */
+  #open(operation: string): void {
+    if (this.#closed) throw new HeapClosedError(operation);
   }
 
   #notePeaks(): void {

@@ -54,9 +54,9 @@
  */
 
 import type { Allocator } from "../allocator.ts";
-import { hex, OutOfMemoryError } from "../errors.ts";
+import { HeapClosedError, hex, OutOfMemoryError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { checkOpen, reallocEdge } from "../_checks.ts";
+import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
 import { libcOs } from "../../ffi/libc.ts";
@@ -217,7 +217,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    checkOpen(this.#closed, "malloc");
+    this.#open("malloc");
     checkSize(size, "allocate");
     if (size > this.#cellSize) throw this.#tooLarge(`${size} bytes`, "allocate");
     const address = this.#pop(size);
@@ -251,7 +251,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    checkOpen(this.#closed, "calloc");
+    this.#open("calloc");
     const total = callocSize(count, size);
     if (total > this.#cellSize) throw this.#tooLarge(`${count} × ${size} bytes`, "allocate");
     const chunk = this.#head === 0 ? undefined : this.#headChunk;
@@ -319,7 +319,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    checkOpen(this.#closed, "free");
+    this.#open("free");
     if (address === 0) return;
     const chunk = this.#live(address, "free");
     const offset = address - chunk.base;
@@ -352,7 +352,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    checkOpen(this.#closed, "usableSize");
+    this.#open("usableSize");
     this.#live(address, "find the size of");
     return this.#cellSize;
   }
@@ -379,7 +379,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    checkOpen(this.#closed, "bytes");
+    this.#open("bytes");
     const chunk = this.#live(address, "view");
     const wanted = viewLength(address, length, this.#cellSize);
     const offset = address - chunk.base;
@@ -406,7 +406,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   stats(): CellStats {
-    checkOpen(this.#closed, "stats");
+    this.#open("stats");
     return {
       ...this.#counters.snapshot(
         this.#mappedBytes(),
@@ -433,7 +433,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    checkOpen(this.#closed, "validate");
+    this.#open("validate");
     checkCells({
       geometry: this.#geometry,
       chunks: this.#chunks,
@@ -605,6 +605,11 @@ export class CellAllocator implements Allocator {
 
   #mappedBytes(): number {
     return this.#chunks.length * this.#chunkSize;
+  }
+
+  /** Throws {@linkcode HeapClosedError} for `operation` once the allocator is closed. */
+  #open(operation: string): void {
+    if (this.#closed) throw new HeapClosedError(operation);
   }
 
   #notePeaks(): void {

@@ -118,8 +118,9 @@
 // _first_fit_inspect.ts; the options and stats types in _first_fit_options.ts.
 
 import type { Allocator } from "../allocator.ts";
+import { HeapClosedError } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { checkOpen, reallocEdge } from "../_checks.ts";
+import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import { BlockHeap } from "./_first_fit_heap.ts";
@@ -211,7 +212,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    checkOpen(this.#closed, "malloc");
+    this.#open("malloc");
     checkSize(size, "allocate");
     const address = this.#heap.allocate(size);
     this.#counters.allocated(size);
@@ -243,7 +244,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    checkOpen(this.#closed, "calloc");
+    this.#open("calloc");
     const total = callocSize(count, size);
     const heap = this.#heap;
     const address = heap.allocate(total);
@@ -337,7 +338,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    checkOpen(this.#closed, "free");
+    this.#open("free");
     if (address === 0) return;
     const heap = this.#heap;
     const g = heap.find(address, "free");
@@ -366,7 +367,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    checkOpen(this.#closed, "usableSize");
+    this.#open("usableSize");
     const g = this.#heap.find(address, "find the size of");
     return this.#heap.usable(this.#heap.hit!, g);
   }
@@ -393,7 +394,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    checkOpen(this.#closed, "bytes");
+    this.#open("bytes");
     const g = this.#heap.find(address, "view");
     const chunk = this.#heap.hit!;
     const usable = this.#heap.usable(chunk, g);
@@ -423,7 +424,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   stats(): FirstFitStats {
-    checkOpen(this.#closed, "stats");
+    this.#open("stats");
     const heap = this.#heap;
     return {
       ...this.#counters.snapshot(heap.chunks.mappedBytes, heap.allocatedBytes),
@@ -452,7 +453,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   blocks(): FirstFitBlock[] {
-    checkOpen(this.#closed, "blocks");
+    this.#open("blocks");
     return listBlocks(this.#heap.chunks);
   }
 
@@ -472,7 +473,7 @@ export class FirstFitAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    checkOpen(this.#closed, "validate");
+    this.#open("validate");
     const heap = this.#heap;
     checkHeap({
       chunks: heap.chunks,
@@ -536,6 +537,11 @@ export class FirstFitAllocator implements Allocator {
    */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Throws {@linkcode HeapClosedError} for `operation` once the allocator is closed. */
+  #open(operation: string): void {
+    if (this.#closed) throw new HeapClosedError(operation);
   }
 
   #notePeaks(): void {

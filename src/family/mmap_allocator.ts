@@ -43,9 +43,9 @@
  */
 
 import type { Allocator, AllocatorStats } from "../allocator.ts";
-import { hex } from "../errors.ts";
+import { HeapClosedError, hex } from "../errors.ts";
 import { Counters } from "../_counters.ts";
-import { checkOpen, reallocEdge } from "../_checks.ts";
+import { reallocEdge } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
@@ -157,7 +157,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   malloc(size: number): number {
-    checkOpen(this.#closed, "malloc");
+    this.#open("malloc");
     checkSize(size, "allocate");
     const address = this.#blocks.map(size);
     this.#counters.allocated(size);
@@ -187,7 +187,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    checkOpen(this.#closed, "calloc");
+    this.#open("calloc");
     const total = callocSize(count, size);
     return this.malloc(total);
   }
@@ -254,7 +254,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   free(address: number): void {
-    checkOpen(this.#closed, "free");
+    this.#open("free");
     if (address === 0) return;
     this.#counters.freed(this.#blocks.unmap(address));
   }
@@ -276,7 +276,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    checkOpen(this.#closed, "usableSize");
+    this.#open("usableSize");
     const length = this.#blocks.lengthOf(address);
     if (length < 0) throw this.#blocks.rejection(address, "find the size of");
     return length;
@@ -304,7 +304,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    checkOpen(this.#closed, "bytes");
+    this.#open("bytes");
     const usable = this.usableSize(address);
     const wanted = viewLength(address, length, usable);
     return this.#blocks.view(address, wanted);
@@ -330,7 +330,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   stats(): AllocatorStats {
-    checkOpen(this.#closed, "stats");
+    this.#open("stats");
     const mapped = this.#blocks.mappedBytes;
     return this.#counters.snapshot(mapped, mapped);
   }
@@ -350,7 +350,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   validate(): void {
-    checkOpen(this.#closed, "validate");
+    this.#open("validate");
     let count = 0;
     let requested = 0;
     let mapped = 0;
@@ -426,6 +426,11 @@ export class MmapAllocator implements Allocator {
    */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Throws {@linkcode HeapClosedError} for `operation` once the allocator is closed. */
+  #open(operation: string): void {
+    if (this.#closed) throw new HeapClosedError(operation);
   }
 
   #notePeaks(): void {
