@@ -19,7 +19,7 @@ import {
   MIN_BLOCK_SIZE,
 } from "../src/family/first_fit_allocator.ts";
 import { memoryView, pageSize } from "../ffi/libc.ts";
-import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { contractSuite, failEachCall, LiveBlocks } from "./_contract.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
@@ -493,4 +493,21 @@ Deno.test("FirstFitAllocator.close that the OS refuses half-way stays open, whol
   heap.validate();
   heap.close();
   assert.throws(() => heap.stats(), HeapClosedError);
+});
+
+Deno.test("FirstFitAllocator.realloc refused twice in a row keeps the new block, counted", () => {
+  const os = new FaultyOs();
+  const live = new LiveBlocks();
+  const heap = withSpare(os, live);
+  const before = heap.stats();
+  os.fail("unmap", 0, { sticky: true }); // the old chunk's munmap, then the new chunk's
+  assert.throws(() => heap.realloc(middle(live), 2 * PAGE), OsError);
+  assert.equal(os.calls.unmap, 2);
+  heap.validate();
+  live.check(heap);
+  const after = heap.stats();
+  assert.equal(after.liveAllocations, before.liveAllocations + 1, "the new block stays live");
+  assert.equal(after.chunks, before.chunks + 1);
+  os.heal();
+  heap.close();
 });

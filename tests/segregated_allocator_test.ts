@@ -7,6 +7,7 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   LARGEST_SIZE_CLASS,
+  OsError,
   OutOfMemoryError,
   SegregatedAllocator,
   type SegregatedOptions,
@@ -14,7 +15,7 @@ import {
 } from "../mod.ts";
 import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/family/segregated_allocator.ts";
 import { pageSize } from "../ffi/libc.ts";
-import { contractSuite, failEachCall, type LiveBlocks } from "./_contract.ts";
+import { contractSuite, failEachCall, LiveBlocks } from "./_contract.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
@@ -505,4 +506,21 @@ Deno.test("SegregatedAllocator.close that the OS refuses half-way stays open, wh
     closes: true,
   });
   assert.equal(failed, 6, "four spans and two large blocks, one munmap each");
+});
+
+Deno.test("SegregatedAllocator.realloc refused twice in a row keeps the new block, counted", () => {
+  const os = new FaultyOs();
+  const live = new LiveBlocks();
+  const heap = oneOfEach(os, live, [16, 100], { spanCacheBytes: 0 });
+  const before = heap.stats();
+  os.fail("unmap", 0, { sticky: true }); // the old span's munmap, then the new span's
+  assert.throws(() => heap.realloc(live.addresses()[1]!, 200), OsError);
+  assert.equal(os.calls.unmap, 2);
+  heap.validate();
+  live.check(heap);
+  const after = heap.stats();
+  assert.equal(after.liveAllocations, before.liveAllocations + 1, "the new block stays live");
+  assert.equal(after.spans, before.spans + 1);
+  os.heal();
+  heap.close();
 });
