@@ -150,10 +150,11 @@ export function mapMemory(length: number, alignment: number = pageSize()): numbe
   } catch (error) {
     // Trimming splits the mapping, which can pass the kernel's limit on mappings. Unmapping all
     // that is left in one call splits nothing; then no memory could be had.
-    open().munmap(BigInt(raw), BigInt(end - raw));
+    const released = open().munmap(BigInt(raw), BigInt(end - raw)) === 0;
     const code = (error as OsError).errno;
+    const left = released ? "" : ` (and ${end - raw} bytes at ${raw} stay mapped)`;
     throw new OutOfMemoryError(
-      `Cannot map ${length} bytes aligned to ${alignment}: ${(error as Error).message}`,
+      `Cannot map ${length} bytes aligned to ${alignment}: ${(error as Error).message}${left}`,
       code,
     );
   }

@@ -168,7 +168,11 @@ export class Mappings {
         try {
           this.#os.unmap(address, block.length);
         } catch (error) {
-          this.#os.unmap(moved, length); // a whole mapping of its own: splits nothing
+          // The new mapping goes again (a whole mapping of its own: unmapping it splits nothing);
+          // if even that fails, the first error is the one to report.
+          try {
+            this.#os.unmap(moved, length);
+          } catch { /* the copy stays mapped: nothing else can be done */ }
           throw error;
         }
       } else {

@@ -36,9 +36,18 @@ export class FaultyOs implements Os {
   /** Bytes mapped through this OS and not unmapped: 0 after a heap closed means nothing leaked. */
   mappedBytes = 0;
   #failing: OsCall | undefined;
+  #canRemap: boolean;
   #countdown = 0;
   #errno = ENOMEM;
   #sticky = false;
+
+  /**
+   * @param options `remap: false` plays an OS without `mremap` (macOS): `remap` returns
+   *   `undefined`, and callers map, copy and unmap instead.
+   */
+  constructor(options: { remap?: boolean } = {}) {
+    this.#canRemap = options.remap ?? true;
+  }
 
   /**
    * Makes the `after`-th next call of `call` fail (0: the next one), with `errno`; `sticky`: and
@@ -117,6 +126,7 @@ export class FaultyOs implements Os {
     if (this.#faults("remap")) {
       throw this.#outOfMemory(`Cannot remap ${oldLength} to ${newLength} bytes`);
     }
+    if (!this.#canRemap) return undefined;
     const moved = libcOs.remap(address, oldLength, newLength);
     if (moved !== undefined) this.mappedBytes += newLength - oldLength;
     return moved;

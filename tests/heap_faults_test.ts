@@ -43,12 +43,25 @@ class Patterns {
  */
 function sweep(
   call: OsCall,
-  setup: (os: FaultyOs) => { heap: PseudoMalloc; patterns: Patterns },
+  setup: Setup,
+  act: (heap: PseudoMalloc, patterns: Patterns) => void,
+  errorType: typeof OsError | typeof OutOfMemoryError,
+): number {
+  return sweepOn(() => new FaultyOs(), call, setup, act, errorType);
+}
+
+type Setup = (os: FaultyOs) => { heap: PseudoMalloc; patterns: Patterns };
+
+/** {@linkcode sweep} on the OS `makeOs` makes (one per point). */
+function sweepOn(
+  makeOs: () => FaultyOs,
+  call: OsCall,
+  setup: Setup,
   act: (heap: PseudoMalloc, patterns: Patterns) => void,
   errorType: typeof OsError | typeof OutOfMemoryError,
 ): number {
   for (let n = 0;; n++) {
-    const os = new FaultyOs();
+    const os = makeOs();
     const { heap, patterns } = setup(os);
     os.fail(call, n);
     try {
@@ -65,6 +78,9 @@ function sweep(
     const reached = os.failed;
     os.heal();
     try {
+      // The fast paths still work: a cached block of each of a few orders, taken and given back.
+      for (const size of [8, 64, 500, 8, 64, 500]) heap.free(heap.malloc(size));
+      heap.free(heap.calloc(4, 16));
       heap.validate();
       patterns.check();
     } catch (error) {
@@ -83,6 +99,14 @@ function fresh(options: ConstructorParameters<typeof PseudoMalloc>[0] = {}) {
     patterns.add(heap.malloc(40), 40);
     patterns.add(heap.malloc(5000), 5000);
     return { heap, patterns };
+  };
+}
+
+/** Like {@linkcode fresh}, but nothing allocated: the first arena is mapped by `act`. */
+function empty(options: ConstructorParameters<typeof PseudoMalloc>[0] = {}) {
+  return (os: FaultyOs) => {
+    const heap = new PseudoMalloc({ ...options, os });
+    return { heap, patterns: new Patterns(heap) };
   };
 }
 
@@ -218,4 +242,62 @@ Deno.test("PseudoMalloc: a failed munmap in close leaves the heap open and consi
     assert.throws(() => heap.malloc(8), HeapClosedError);
   }, OsError);
   assert.ok(points >= 4, `${points} unmaps in close`);
+});
+
+Deno.test("PseudoMalloc: a first arena that fails to map leaves the fast paths working", () => {
+  // The tag table is reserved before the arena is mapped: the fast paths must get it all the same.
+  const reuse = (heap: PseudoMalloc, patterns: Patterns) => {
+    const address = heap.malloc(40);
+    heap.free(address);
+    patterns.add(heap.malloc(40), 40); // from the block cache, through the fast path
+  };
+  assert.ok(sweep("mapAt", empty(), reuse, OutOfMemoryError) >= 1);
+  assert.ok(sweep("map", empty({ lowAddresses: false }), reuse, OutOfMemoryError) >= 1);
+  assert.equal(sweep("reserve", empty(), reuse, OutOfMemoryError), 1); // the fallback: no error
+});
+
+Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, keeps its counts", () => {
+  // A 4 MiB block cached, then a 16 MiB one freed: it evicts the 4 MiB one, then is unmapped.
+  let big = 0;
+  const points = sweep("unmap", (os) => {
+    const { heap, patterns } = fresh()(os);
+    heap.free(heap.malloc(4 * MiB));
+    big = patterns.add(heap.malloc(16 * MiB), 16 * MiB);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    heap.free(big);
+    patterns.remove(big);
+  }, OsError);
+  assert.equal(points, 2);
+});
+
+Deno.test("PseudoMalloc: realloc of a large block to a small one keeps the old one when munmap fails", () => {
+  let address = 0;
+  const points = sweep("unmap", (os) => {
+    const { heap, patterns } = fresh()(os);
+    address = patterns.add(heap.malloc(16 * MiB), 100);
+    return { heap, patterns };
+  }, (heap, patterns) => {
+    const moved = heap.realloc(address, 100);
+    patterns.remove(address);
+    address = patterns.add(moved, 100);
+  }, OsError);
+  assert.ok(points >= 1);
+});
+
+Deno.test("PseudoMalloc: realloc where the OS has no mremap (map, copy, unmap) loses nothing", () => {
+  let address = 0;
+  const setup = (os: FaultyOs) => {
+    const { heap, patterns } = fresh()(os);
+    address = patterns.add(heap.malloc(64 * KiB), 64 * KiB);
+    return { heap, patterns };
+  };
+  const grow = (heap: PseudoMalloc, patterns: Patterns) => {
+    const moved = heap.realloc(address, 4 * MiB);
+    patterns.remove(address);
+    address = patterns.add(moved, 4 * MiB);
+  };
+  const noRemap = () => new FaultyOs({ remap: false });
+  assert.ok(sweepOn(noRemap, "map", setup, grow, OutOfMemoryError) >= 1);
+  assert.ok(sweepOn(noRemap, "unmap", setup, grow, OsError) >= 1);
 });

@@ -155,9 +155,7 @@ export class Arenas {
         released += arenaSize;
       }
     } finally {
-      this.list.forEach((arena, index) => arena.index = index); // the block cache is empty
-      this.current = this.list[0];
-      this.#lastFound = undefined;
+      this.#reindex();
     }
     return released;
   }
@@ -178,11 +176,20 @@ export class Arenas {
       }
       this.#tags.close();
     } catch (error) {
-      for (const arena of unmapped) if (arena.low) arena.tags.fill(0);
-      this.list.forEach((arena, index) => arena.index = index);
-      this.current = this.list[0];
+      for (const arena of unmapped.filter((arena) => arena.low)) {
+        arena.tags.fill(0);
+        this.#tags.release(arena.base, arena.tags.length);
+      }
+      this.#reindex();
       throw error;
     }
+  }
+
+  /** After arenas were unlisted: positions anew (the block cache is empty), the first current. */
+  #reindex(): void {
+    this.list.forEach((arena, index) => arena.index = index);
+    this.current = this.list[0];
+    this.#lastFound = undefined;
   }
 
   #unmap(arena: Arena): void {

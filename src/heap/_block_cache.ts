@@ -92,7 +92,9 @@ export class BlockCache {
   /** Bytes of the parked blocks. */
   bytes(): number {
     let total = 0;
-    this.count.forEach((count, order) => total += count * (this.#minBlockSize << order));
+    for (let order = 0; order < this.count.length; order++) {
+      total += this.count[order]! * (this.#minBlockSize << order);
+    }
     return total;
   }
 

@@ -16,8 +16,10 @@
 // - Every system call comes before the state it changes, or its failure puts the state back:
 //   after an `OsError` or `OutOfMemoryError` the heap validates, every live block keeps its
 //   contents, and the call can be made again.
-// - No call goes back up into a public method of `PseudoMalloc` (its debug hooks wrap those);
-//   realloc allocates and frees through `outOfLine`, the complete path.
+// - No slow path calls back up into a public method of `PseudoMalloc` (its debug hooks wrap
+//   those); realloc frees through `outOfLine`, the complete path. Only C's edge cases of realloc
+//   (`realloc(0, n)` is `malloc(n)`, `realloc(a, 0)` is `free(a)`; `src/_checks.ts`) call the
+//   public methods, by definition, before the core is reached.
 
 import type { Os } from "../../ffi/os.ts";
 import {
@@ -110,8 +112,11 @@ export class HeapCore {
     if (typeof a !== "number") throw notAnAddress(a, "free");
     const arena = b >= 0 ? this.arenas.list[b]! : this.arenas.arenaOf(a);
     if (arena === undefined) {
-      this.counters.freed(this.large.unmap(a));
-      this.syncMapped();
+      try {
+        this.counters.freed(this.large.unmap(a));
+      } finally {
+        this.syncMapped(); // cached mappings may have been evicted before a munmap failed
+      }
       return 0;
     }
     const offset = a - arena.base;
@@ -180,10 +185,13 @@ export class HeapCore {
           `Cannot allocate ${size} bytes: all ${this.arenas.list.length} arenas are full (maxArenas is ${maxArenas})`,
         );
       }
-      const hadTable = this.tags.tags !== undefined;
-      found = this.arenas.map();
-      this.syncMapped();
-      if (!hadTable && this.tags.tags !== undefined) this.onTableChange();
+      try {
+        found = this.arenas.map();
+      } finally {
+        // Even when mapping the arena failed: the shadow table may have been reserved first.
+        this.syncMapped();
+        this.onTableChange();
+      }
     }
     this.arenas.current = found;
     return found;
@@ -322,15 +330,14 @@ export class HeapCore {
     try {
       this.arenas.close();
       this.large.close();
+      this.closed = true;
     } catch (error) {
       this.#recount();
-      if (this.tags.tags === undefined) this.onTableChange();
       throw error;
     } finally {
       this.syncMapped();
+      this.onTableChange(); // the table is gone once the arenas are, closed or not
     }
-    this.closed = true;
-    this.onTableChange();
   }
 
   /** Sets the live counters from the blocks that are left (after a close that failed halfway). */

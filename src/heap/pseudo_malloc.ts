@@ -559,11 +559,19 @@ export class PseudoMalloc implements Allocator {
    */
   close(): void {
     if (this.#core.closed) return;
-    if (this.#sites !== undefined) {
-      const leaks = this.liveAllocations();
-      if (leaks.length > 0) this.#onLeaks(leaks);
+    const sites = this.#sites;
+    const leaks = sites === undefined ? [] : this.liveAllocations();
+    try {
+      this.#core.close();
+    } catch (error) {
+      // The OS refused half-way: the heap stays open, and what close unmapped is freed.
+      if (sites !== undefined) {
+        const live = new Set(liveBlocks(this.#core, undefined).map((block) => block.address));
+        for (const address of sites.keys()) if (!live.has(address)) sites.delete(address);
+      }
+      throw error;
     }
-    this.#core.close();
+    if (leaks.length > 0) this.#onLeaks(leaks); // once, when the heap is really closed
   }
 
   /**
