@@ -1,5 +1,5 @@
 // The floor peers of the benchmarks: what the least JavaScript allocators cost, as lower bounds for
-// PseudoMalloc (see README, Performance). Apart from `_workloads.ts` so that tests can import them
+// PseudoMalloc (see docs/performance.md). Apart from `_workloads.ts` so that tests can import them
 // without the npm peer (which reads the environment).
 
 import type { Peer } from "./_workloads.ts";

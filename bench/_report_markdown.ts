@@ -1,6 +1,6 @@
-// bench.md, the tables of `deno task bench:report` (report.ts) for the README: time per operation
-// of every peer on every workload, flat cost with scale, the goals of issue 4 and the small-request
-// goal against the JS floors.
+// bench.md, the tables of `deno task bench:report` (report.ts) for docs/performance.md: time per
+// operation of every peer on every workload, flat cost with scale, the goals of issue 4 and the
+// small-request goal against the JS floors.
 
 import { find, ratioOf, type Report, V8_NOTE } from "./_report_data.ts";
 
@@ -149,6 +149,6 @@ export function markdown(report: Report): string {
       ),
     );
   }
-  lines.push("", `${V8_NOTE}`, "", "![Benchmark chart](docs/bench.svg)", "");
+  lines.push("", `${V8_NOTE}`, "", "![Benchmark chart](bench.svg)", "");
   return lines.join("\n");
 }

@@ -1,7 +1,7 @@
 // binary-trees (the Computer Language Benchmarks Game program) with every tree node in native
 // memory, run on each allocator of the family, on libc malloc through FFI, and on plain JS objects
 // as the garbage-collected reference. It prints a table (time, peak memory, ratio to libc) and
-// makes binarytrees.svg (bar chart) and binarytrees.md (the table, for the README).
+// makes binarytrees.svg (bar chart) and binarytrees.md (the table, for docs/performance.md).
 //
 //   deno task binarytrees [--depth=N] [--budget=SECONDS] [--no-warmup] [--only=name,name] [--write]
 //
@@ -9,7 +9,7 @@
 // frees what is live and is reported as a lower bound with the fraction of nodes done (default 60
 // s, 0 for no limit; MmapAllocator, a system call per node, needs about 4-5 minutes at depth 16).
 // --only: run the variants whose names contain one of the fragments (no chart or table file then).
-// --write: put binarytrees.svg and binarytrees.md in docs/ (the tracked copies the README shows);
+// --write: put binarytrees.svg and binarytrees.md in docs/ (the tracked copies docs/performance.md shows);
 // without it they go to a new temporary directory, named at the end, and the tree stays as it was.
 //
 // The program (https://benchmarksgame-team.pages.debian.net/benchmarksgame/description/binarytrees.html):

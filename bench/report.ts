@@ -1,13 +1,13 @@
 // `deno task bench:report`: runs the benchmarks (bench/alloc_bench.ts) and the allocation count
 // (bench/alloc_count.ts) in subprocesses, and makes bench.json (machine, raw and derived numbers,
 // every goal of issue 4 with its target, measured ratio and whether it is met), bench.md (tables
-// for the README, also printed on stdout) and bench.svg (a bar chart).
+// for docs/performance.md, also printed on stdout) and bench.svg (a bar chart).
 //
 //   deno task bench:report [--runs=N] [--skip-alloc] [--from=FILE] [--write]
 //
 // Where the documents go: by default into a new temporary directory (named on stderr), so that a
 // run leaves the working tree as it was; with `--write`, into docs/ (the tracked copies that the
-// README shows). Either way they are laid out as `deno fmt` would (docs/ is outside deno fmt's
+// docs/performance.md shows). Either way they are laid out as `deno fmt` would (docs/ is outside deno fmt's
 // files, so the text goes through its standard input).
 //
 // Per-operation times are the median iteration time over the operations per iteration. The median

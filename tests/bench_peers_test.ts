@@ -1,4 +1,4 @@
-// The benchmark's minimal JS allocator is evidence in the README: it must be a correct allocator.
+// The benchmark's minimal JS allocator is evidence in docs/performance.md: it must be a correct allocator.
 import assert from "node:assert/strict";
 import { MinimalPeer } from "../bench/_floors.ts";
 import { mulberry32 } from "./_random.ts";
