@@ -148,10 +148,15 @@ export class HeapCore {
   /** A small block of `total` bytes and `order`, zeroed: all of the block, not only `total`. */
   callocSmall(total: number, order: number): number {
     const address = this.mallocSmall(total, order);
+    this.clear(address, order);
+    return address;
+  }
+
+  /** Zeroes the small block of `order` at `address`, all of it. */
+  clear(address: number, order: number): void {
     const arena = this.arenas.arenaOf(address)!;
     const offset = address - arena.base;
     arena.bytes.fill(0, offset, offset + (this.config.minBlockSize << order));
-    return address;
   }
 
   /** Splits a block off the current arena, or off another arena with room (maybe a new one). */

@@ -163,23 +163,8 @@ export class PseudoMalloc implements Allocator {
   malloc(size: number): number {
     // The common case first: a valid small size on an open heap, and a cached block of its order.
     if (typeof size === "number" && size < this.#smallLimit && size >= 0 && (size | 0) === size) {
-      const order = this.#orderOf(size);
-      const count = this.#cacheCount[order]! - 1;
-      const address = count >= 0 ? this.#cacheBlock[order * DEPTH + count]! : 0;
-      if (address !== 0) {
-        // A cached block of a low arena: its tag is in the shadow table.
-        this.#cacheCount[order] = count;
-        this.#shadow![address >>> this.#minShift] = size + 1;
-        this.#counters.allocated(size);
-        this.#counters.noteLivePeak(); // nothing was mapped
-        return address;
-      }
-      if (count >= 0) {
-        // A cached block of an arena above 2^31 (tagged in its own array): one lookup more.
-        const address = this.#core.mallocSmall(size, order);
-        this.#counters.noteLivePeak();
-        return address;
-      }
+      const address = this.#takeCached(size, this.#orderOf(size));
+      if (address !== 0) return address;
     }
     return this.#core.outOfLine(MALLOC, size, 0);
   }
@@ -206,7 +191,7 @@ export class PseudoMalloc implements Allocator {
    */
   calloc(count: number, size: number): number {
     // The common case inline (see `malloc`): small whole numbers whose product is a small block of
-    // an order with a cached block. Types first: `count * size` of a bigint would throw.
+    // an order with a cached block, then cleared. Types first: `count * size` of a bigint throws.
     if (typeof count === "number" && typeof size === "number") {
       const total = count * size;
       if (
@@ -214,9 +199,9 @@ export class PseudoMalloc implements Allocator {
         (size | 0) === size
       ) {
         const order = this.#orderOf(total);
-        if (this.#cacheCount[order]! > 0) {
-          const address = this.#core.callocSmall(total, order);
-          this.#counters.noteLivePeak();
+        const address = this.#takeCached(total, order);
+        if (address !== 0) {
+          this.#core.clear(address, order);
           return address;
         }
       }
@@ -595,6 +580,26 @@ export class PseudoMalloc implements Allocator {
   #orderOf(size: number): number {
     // ceil(log2(size)) - log2(minBlockSize): 100 -> 7 - 4 = 3, a 128-byte block.
     return size <= this.#minBlockSize ? 0 : 32 - Math.clz32(size - 1) - this.#minShift;
+  }
+
+  /**
+   * The fast path of `malloc` and `calloc`: a cached block of `order` for `size` bytes, or 0 when
+   * the order's stack is empty. A block of a low arena is popped here, its tag written into the
+   * shadow table; one of an arena above 2^31 takes one lookup more, in the core.
+   */
+  #takeCached(size: number, order: number): number {
+    const count = this.#cacheCount[order]! - 1;
+    if (count < 0) return 0;
+    let address = this.#cacheBlock[order * DEPTH + count]!;
+    if (address !== 0) {
+      this.#cacheCount[order] = count;
+      this.#shadow![address >>> this.#minShift] = size + 1;
+      this.#counters.allocated(size);
+    } else {
+      address = this.#core.mallocSmall(size, order);
+    }
+    this.#counters.noteLivePeak(); // nothing was mapped
+    return address;
   }
 
   /**
