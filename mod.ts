@@ -38,6 +38,7 @@ export type {
 } from "./src/heap/pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export type { Os, OsCall } from "./ffi/os.ts";
+export { CountingOs, type SystemCalls } from "./ffi/counting_os.ts";
 export { libcOs } from "./ffi/libc.ts";
 export {
   BuddyAllocator,

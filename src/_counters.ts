@@ -1,6 +1,7 @@
 // The counters behind every allocator's stats(), kept in one place so they mean the same everywhere.
 
 import type { AllocatorStats } from "./allocator.ts";
+import type { SystemCalls } from "../ffi/counting_os.ts";
 
 /** Live, peak and total counters. Peaks are noted after each public call, not inside one. */
 export class Counters {
@@ -38,8 +39,8 @@ export class Counters {
     if (this.liveBytes > this.peakLiveBytes) this.peakLiveBytes = this.liveBytes;
   }
 
-  /** The counters as a fresh stats object. */
-  snapshot(mappedBytes: number, allocatedBytes: number): AllocatorStats {
+  /** The counters as a fresh stats object, with a copy of the system calls made so far. */
+  snapshot(mappedBytes: number, allocatedBytes: number, systemCalls: SystemCalls): AllocatorStats {
     return {
       mappedBytes,
       peakMappedBytes: Math.max(this.peakMappedBytes, mappedBytes),
@@ -49,6 +50,7 @@ export class Counters {
       allocatedBytes,
       totalAllocations: this.totalAllocations,
       totalFrees: this.totalFrees,
+      systemCalls: { ...systemCalls },
     };
   }
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { SystemCalls } from "../ffi/counting_os.ts";
+
 /**
  * Counters every allocator reports. Sizes are in bytes.
  *
@@ -36,6 +38,8 @@ export interface AllocatorStats {
   totalAllocations: number;
   /** Blocks given back so far by free and realloc (a realloc that moves counts one). */
   totalFrees: number;
+  /** System calls made so far (`mmap`, `munmap`, `mremap`, `madvise`, `mprotect`). */
+  systemCalls: SystemCalls;
 }
 
 /**

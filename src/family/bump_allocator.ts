@@ -72,6 +72,7 @@ import { Counters } from "../_counters.ts";
 import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import { BumpPool } from "./_bump_pool.ts";
 import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
 
@@ -99,6 +100,7 @@ export class BumpAllocator implements Allocator {
   #pool: BumpPool;
   #resets = 0;
   #counters = new Counters();
+  #calls: CountingOs;
   #closed = false;
 
   /**
@@ -121,7 +123,7 @@ export class BumpAllocator implements Allocator {
    * ```
    */
   constructor(options: BumpAllocatorOptions = {}) {
-    const os = options.os ?? libcOs;
+    const os = this.#calls = new CountingOs(options.os ?? libcOs);
     this.#pool = new BumpPool(os, poolSize(options, os.pageSize()));
   }
 
@@ -382,7 +384,7 @@ export class BumpAllocator implements Allocator {
   stats(): BumpStats {
     this.#open("stats");
     return {
-      ...this.#counters.snapshot(this.#pool.size, this.#pool.allocated),
+      ...this.#counters.snapshot(this.#pool.size, this.#pool.allocated, this.#calls.counts),
       usedBytes: this.#pool.top,
       resets: this.#resets,
     };

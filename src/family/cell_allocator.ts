@@ -60,6 +60,7 @@ import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
 import { libcOs } from "../../ffi/libc.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import {
   type CellAllocatorOptions,
   type CellGeometry,
@@ -115,6 +116,7 @@ export class CellAllocator implements Allocator {
   /** Cells that should be on the free list. */
   #freeCells = 0;
   #counters = new Counters();
+  #calls: CountingOs;
   #closed = false;
 
   /**
@@ -135,7 +137,7 @@ export class CellAllocator implements Allocator {
    * ```
    */
   constructor(options: CellAllocatorOptions = {}) {
-    this.#os = options.os ?? libcOs;
+    this.#os = this.#calls = new CountingOs(options.os ?? libcOs);
     const geometry = cellGeometry(options, this.#os.pageSize());
     this.#geometry = geometry;
     this.#cellSize = geometry.cellSize;
@@ -411,6 +413,7 @@ export class CellAllocator implements Allocator {
       ...this.#counters.snapshot(
         this.#mappedBytes(),
         this.#counters.liveAllocations * this.#cellSize,
+        this.#calls.counts,
       ),
       chunks: this.#chunks.length,
       freeCells: this.#freeCells,

@@ -123,6 +123,7 @@ import { Counters } from "../_counters.ts";
 import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import { BlockHeap } from "./_first_fit_heap.ts";
 import { checkHeap, listBlocks } from "./_first_fit_inspect.ts";
 import {
@@ -169,6 +170,7 @@ export class FirstFitAllocator implements Allocator {
   #chunkSize: number;
   #heap: BlockHeap;
   #counters = new Counters();
+  #calls: CountingOs;
   #closed = false;
 
   /**
@@ -179,7 +181,7 @@ export class FirstFitAllocator implements Allocator {
    * @throws {Deno.errors.NotCapable} Without `--allow-ffi`.
    */
   constructor(options: FirstFitOptions = {}) {
-    const os = options.os ?? libcOs;
+    const os = this.#calls = new CountingOs(options.os ?? libcOs);
     this.#chunkSize = chunkSizeOf(options, os.pageSize());
     this.#heap = new BlockHeap(os, this.#chunkSize);
   }
@@ -427,7 +429,7 @@ export class FirstFitAllocator implements Allocator {
     this.#open("stats");
     const heap = this.#heap;
     return {
-      ...this.#counters.snapshot(heap.chunks.mappedBytes, heap.allocatedBytes),
+      ...this.#counters.snapshot(heap.chunks.mappedBytes, heap.allocatedBytes, this.#calls.counts),
       chunks: heap.chunks.count,
       freeBlocks: heap.list.count,
       freeBytes: heap.chunks.capacity - heap.allocatedBytes,

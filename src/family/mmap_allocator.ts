@@ -50,6 +50,7 @@ import { Mappings } from "../_mappings.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
 import { libcOs } from "../../ffi/libc.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 
 /**
  * Options of {@linkcode MmapAllocator}.
@@ -94,6 +95,7 @@ export class MmapAllocator implements Allocator {
   #pageSize: number;
   #blocks: Mappings;
   #counters = new Counters();
+  #calls: CountingOs;
   #closed = false;
 
   /**
@@ -111,7 +113,7 @@ export class MmapAllocator implements Allocator {
    * ```
    */
   constructor(options: MmapAllocatorOptions = {}) {
-    const os = options.os ?? libcOs;
+    const os = this.#calls = new CountingOs(options.os ?? libcOs);
     this.#pageSize = os.pageSize();
     this.#blocks = new Mappings(os, { label: "block" });
   }
@@ -332,7 +334,7 @@ export class MmapAllocator implements Allocator {
   stats(): AllocatorStats {
     this.#open("stats");
     const mapped = this.#blocks.mappedBytes;
-    return this.#counters.snapshot(mapped, mapped);
+    return this.#counters.snapshot(mapped, mapped, this.#calls.counts);
   }
 
   /**

@@ -109,6 +109,7 @@ import { ReleasedRanges } from "../_released.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
 import { libcOs } from "../../ffi/libc.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import { checkSpans, rejection, spanRejection, tallySpans } from "./_segregated_inspect.ts";
 import {
   type SegregatedOptions,
@@ -168,6 +169,7 @@ export class SegregatedAllocator implements Allocator {
   #large: Mappings;
   #released = new ReleasedRanges();
   #counters = new Counters();
+  #calls: CountingOs;
   #closed = false;
 
   /**
@@ -179,7 +181,7 @@ export class SegregatedAllocator implements Allocator {
    */
   constructor(options: SegregatedOptions = {}) {
     const limit = spanCacheLimit(options);
-    this.#os = options.os ?? libcOs;
+    this.#os = this.#calls = new CountingOs(options.os ?? libcOs);
     this.#pageSize = this.#os.pageSize();
     this.#cache = new SpanCache(limit);
     this.#large = new Mappings(this.#os, { label: "large block" });
@@ -442,6 +444,7 @@ export class SegregatedAllocator implements Allocator {
       ...this.#counters.snapshot(
         this.#spanBytes + this.#large.mappedBytes,
         this.#smallAllocated + this.#large.mappedBytes,
+        this.#calls.counts,
       ),
       spans: this.#spans.size,
       cachedBytes: this.#cache.bytes,

@@ -21,7 +21,7 @@
 //   (`realloc(0, n)` is `malloc(n)`, `realloc(a, 0)` is `free(a)`; `src/_checks.ts`) call the
 //   public methods, by definition, before the core is reached.
 
-import type { Os } from "../../ffi/os.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import {
   DoubleFreeError,
   HeapClosedError,
@@ -52,7 +52,8 @@ const NAMES = ["malloc", "calloc", "free"] as const;
 /** A heap's state and slow paths; see the file comment. */
 export class HeapCore {
   readonly config: HeapConfig;
-  readonly os: Os;
+  /** The OS calls, counted for `stats().systemCalls`. */
+  readonly os: CountingOs;
   readonly arenas: Arenas;
   readonly cache: BlockCache;
   readonly tags: TagTable;
@@ -67,13 +68,13 @@ export class HeapCore {
   /** @param config The checked options. */
   constructor(config: HeapConfig) {
     this.config = config;
-    this.os = config.os;
-    this.tags = new TagTable(config.os, config.minShift, config.threshold >= 0x10000);
-    this.arenas = new Arenas(config, config.os, this.tags, config.lowAddresses);
+    const os = this.os = new CountingOs(config.os);
+    this.tags = new TagTable(os, config.minShift, config.threshold >= 0x10000);
+    this.arenas = new Arenas(config, os, this.tags, config.lowAddresses);
     const orders = Math.log2(config.arenaSize / config.minBlockSize) + 1;
     const largest = config.threshold === 0 ? -1 : this.orderOf(config.threshold - 1);
     this.cache = new BlockCache(orders, config.minBlockSize, largest);
-    this.large = new Mappings(config.os, { label: "large block", cache: true });
+    this.large = new Mappings(os, { label: "large block", cache: true });
   }
 
   /** The order of the block that serves `size` bytes (`size` below the threshold). */

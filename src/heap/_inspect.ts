@@ -12,7 +12,7 @@ export function heapStats(core: HeapCore): HeapStats {
   const allocated = core.allocatedBytes();
   return {
     arenas: arenas.list.length,
-    ...counters.snapshot(core.mapped, allocated),
+    ...counters.snapshot(core.mapped, allocated, core.os.counts),
     smallAllocations: counters.liveAllocations - large.count,
     largeAllocations: large.count,
     smallCachedBytes: cache.bytes(),

@@ -18,6 +18,10 @@ import {
 } from "../errors.ts";
 import { OP_ALLOC, OP_REALLOC, type Trace } from "./trace.ts";
 import { libcMalloc, mallinfo2, type MallocFamily } from "../../ffi/libc_malloc.ts";
+import type { SystemCalls } from "../../ffi/counting_os.ts";
+
+/** libc's own system calls are out of sight here (strace counts them): not a number. */
+const UNCOUNTED: SystemCalls = { mmap: NaN, munmap: NaN, mremap: NaN, madvise: NaN, mprotect: NaN };
 
 // The bindings live in ffi/libc_malloc.ts, with the C declaration of each symbol.
 export type { MallocFamily as LibcSymbols } from "../../ffi/libc_malloc.ts";
@@ -221,7 +225,7 @@ export class LibcAllocator implements Allocator {
     for (const address of this.#live.keys()) {
       allocated += Number(this.#libc.usableSize(BigInt(address)));
     }
-    return { ...this.#counters.snapshot(NaN, allocated), peakMappedBytes: NaN };
+    return { ...this.#counters.snapshot(NaN, allocated, UNCOUNTED), peakMappedBytes: NaN };
   }
 
   /** Nothing to check beyond what every call checks. */
