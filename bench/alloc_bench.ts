@@ -25,8 +25,7 @@
 // this file has the groups, the peers and the benches.
 
 import type { PseudoMalloc } from "../mod.ts";
-import { BENCH_SAMPLES_TAG } from "./_report_data.ts";
-import { bench, type Entry, type Group, records, summarize } from "./_bench_harness.ts";
+import { bench, type Entry, finishRun, type Group } from "./_bench_harness.ts";
 import { CheckedFloorPeer, FloorPeer, MinimalPeer } from "./_floors.ts";
 import { closeLibcMalloc, type LibcMalloc, libcMalloc } from "../ffi/libc_malloc.ts";
 import {
@@ -342,28 +341,9 @@ reallocs(memPool(), false);
   churn(GROUPS.scaleChurn, scaled, false, `${note}, plus the 10,000 churn blocks`);
 }
 
-// What each peer holds live now, with every bench set up, is what it must hold after the run.
-for (const record of records) record.expectLive = record.live?.() ?? 0;
-
 // --- end of run ------------------------------------------------------------------------------------
 
-addEventListener("unload", () => {
-  const problems: string[] = [];
-  for (const record of records) {
-    const live = record.live?.();
-    if (live !== undefined && live !== record.expectLive) {
-      problems.push(
-        `${record.group} / ${record.name}: ${live} live, expected ${record.expectLive}`,
-      );
-    }
-  }
-  const line = JSON.stringify({
-    version: 1,
-    problems,
-    benches: records.filter((record) => record.count > 0).map(summarize),
-  });
-  if (Deno.args.includes("--samples")) console.error(`${BENCH_SAMPLES_TAG} ${line}`);
-  if (problems.length > 0) console.error(`bench checks failed:\n  ${problems.join("\n  ")}`);
+finishRun(() => {
   for (const heap of heaps) heap.close();
   closeLibcMalloc();
 });
