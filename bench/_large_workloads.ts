@@ -88,7 +88,7 @@ export function generateLarge(seed = SEED_11): { medium: ChurnData; large: Churn
   return { medium, large };
 }
 
-// --- the write of workload 8 ------------------------------------------------------------------------
+// --- the write of workload 8 ---------------------------------------------------------------------
 
 const MEMSET = {
   // void *memset(void *s, int c, size_t n);   the result (s) is dropped: no bigint comes back

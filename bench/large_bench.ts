@@ -285,11 +285,11 @@ if (wanted(GROUPS.written)) {
   floor("write-fill", "Uint8Array fill alone", new BufferFill(() => buffer), 0, numbers);
 }
 
-// --- 9. large mixed churn --------------------------------------------------------------------------
+// --- 9. large mixed churn ------------------------------------------------------------------------
 
 if (wanted(GROUPS.large)) churnAll(GROUPS.large, data.large, LARGE_LIVE, LARGE_POOL);
 
-// --- 10. realloc chain -----------------------------------------------------------------------------
+// --- 10. realloc chain ---------------------------------------------------------------------------
 
 function reallocs<S, A>(entry: Entry<S, A>): void {
   const sizes = entry.sizes(chain);
@@ -307,7 +307,7 @@ if (wanted(GROUPS.realloc)) {
   reallocs(tlsfPeer());
 }
 
-// --- 11. new heap ----------------------------------------------------------------------------------
+// --- 11. new heap --------------------------------------------------------------------------------
 
 function newHeaps<H extends Peer<number, number>>(id: string, name: string, maker: HeapMaker<H>) {
   const entry = { id, name, peer: maker as unknown as Peer<number, number>, ...asNumbers };
@@ -352,7 +352,7 @@ if (wanted(GROUPS.newHeap)) {
   });
 }
 
-// --- end of run ------------------------------------------------------------------------------------
+// --- end of run ----------------------------------------------------------------------------------
 
 finishRun(() => {
   for (const close of closers) close();
