@@ -32,6 +32,7 @@ import {
 import { Counters } from "../_counters.ts";
 import { isFreeing, notAnAddress } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
+import { idleTimer } from "../../ffi/idle_timer.ts";
 import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
 import { BlockCache, CACHE_DEPTH } from "./_block_cache.ts";
@@ -74,7 +75,7 @@ export class HeapCore {
     const orders = Math.log2(config.arenaSize / config.minBlockSize) + 1;
     const largest = config.threshold === 0 ? -1 : this.orderOf(config.threshold - 1);
     this.cache = new BlockCache(orders, config.minBlockSize, largest);
-    this.large = new Mappings(os, { label: "large block", cache: true });
+    this.large = new Mappings(os, { label: "large block", cache: true, idleTimer });
   }
 
   /** The order of the block that serves `size` bytes (`size` below the threshold). */
