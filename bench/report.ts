@@ -123,7 +123,12 @@ async function benchOnce(
     throw new Error(`deno bench exited with ${bench.code} and no JSON on stdout`, { cause: error });
   }
   const problems = [...(samples?.problems ?? [])];
-  if (bench.code !== 0) problems.push(`deno bench exited with code ${bench.code}`);
+  if (bench.code !== 0) {
+    const error = bench.stderr.split("\n").find((line) => /error|Error/.test(line));
+    problems.push(
+      `deno bench exited with code ${bench.code}${error === undefined ? "" : `: ${error.trim()}`}`,
+    );
+  }
   if (samples === null) problems.push("no self-timed samples: medians fall back to Deno's avg");
   for (const b of deno.benches) {
     if (b.results[0]?.failed !== undefined) {
