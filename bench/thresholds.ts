@@ -51,7 +51,7 @@ export interface ThresholdRow {
   systemCalls: SystemCalls;
   /** Seconds of the fastest warm replay; NaN when not timed. */
   seconds: number;
-  /** Seconds of libc's fastest warm replay of the same trace; NaN when not timed. */
+  /** Seconds of libc's fastest warm replay of the same trace, timed just before; NaN untimed. */
   libcSeconds: number;
 }
 
@@ -72,8 +72,7 @@ export function heapWith(threshold: number): PseudoMalloc {
 
 /**
  * Measures every threshold on every trace: a checking replay on a new heap (utilization, system
- * calls), then, when timing, warm replays on one heap; libc's warm replays are timed once per
- * trace, before its rows.
+ * calls), then, when timing, libc's warm replays and the heap's warm replays, one after the other.
  */
 export function thresholdRows(
   traces: readonly Trace[],
@@ -84,9 +83,6 @@ export function thresholdRows(
   const minTime = options.time ?? 0.2;
   const rows: ThresholdRow[] = [];
   for (const trace of traces) {
-    const libcSeconds = timing
-      ? timeLibcReplay(trace, { heap: "warm", minTime, minRuns: 2 }).bestSeconds
-      : NaN;
     for (const threshold of thresholds) {
       const heap = heapWith(threshold);
       let result;
@@ -97,6 +93,11 @@ export function thresholdRows(
       } finally {
         heap.close();
       }
+      // libc right before each heap, so that a burst of noise from elsewhere on the machine
+      // moves both sides of one ratio rather than one side of four.
+      const libcSeconds = timing && result.ok
+        ? timeLibcReplay(trace, { heap: "warm", minTime, minRuns: 2 }).bestSeconds
+        : NaN;
       const seconds = timing && result.ok
         ? timeReplay(trace, () => heapWith(threshold), { heap: "warm", minTime, minRuns: 2 })
           .bestSeconds
