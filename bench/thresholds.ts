@@ -5,11 +5,12 @@
 // trace's peak live payload over the heap's peak mapped bytes), and the system calls of one replay
 // on a new heap.
 //
-//   deno task thresholds [--time=SECONDS] [--scale=X] [--write]
+//   deno task thresholds [--time=SECONDS] [--scale=X] [--runs=N] [--write]
 //
 // --time: least time spent timing each heap on each trace (default 0.2). --scale: size of the
-// built-in traces (default 1). --write: also write docs/thresholds.md (the tracked copy; not by
-// default, so a run leaves the tree as it was).
+// built-in traces (default 1). --runs: rounds of the whole table; each row is the round with the
+// median ratio to libc (default 3). --write: also write docs/thresholds.md (the tracked copy; not
+// by default, so a run leaves the tree as it was).
 //
 // What the threshold decides: a request below it is a buddy block in a 1 MiB arena (a power of two
 // at least the request: up to half of it lost to rounding, none to a page), a request at or above
@@ -143,6 +144,20 @@ export interface ThresholdSummary {
   systemCalls: number;
 }
 
+/**
+ * Of several rounds of the same rows, each row's median: the round whose ratio to libc is the
+ * median of that row's (the lower middle one for an even count). Noise from elsewhere on the
+ * machine hits a round now and then; the median keeps it out of the table.
+ */
+export function medianRows(rounds: readonly ThresholdRow[][]): ThresholdRow[] {
+  return rounds[0]!.map((_, i) => {
+    const sorted = rounds.map((round) => round[i]!).sort((a, b) =>
+      b.seconds / b.libcSeconds - a.seconds / a.libcSeconds
+    );
+    return sorted[(sorted.length - 1) >> 1]!;
+  });
+}
+
 /** The summary of each threshold, in the order of the rows. */
 export function summarizeThresholds(rows: readonly ThresholdRow[]): ThresholdSummary[] {
   const thresholds = [...new Set(rows.map((row) => row.threshold))];
@@ -201,14 +216,19 @@ export function thresholdMarkdown(rows: readonly ThresholdRow[]): string {
   return out.join("\n");
 }
 
-const USAGE = "use --time=SECONDS (default 0.2), --scale=X (default 1), --write";
+const USAGE = "use --time=SECONDS (default 0.2), --scale=X (default 1), --runs=N (default 3), " +
+  "--write";
 
-function parseArgs(args: readonly string[]): { time: number; scale: number; write: boolean } {
-  const parsed = { time: 0.2, scale: 1, write: false };
+function parseArgs(
+  args: readonly string[],
+): { time: number; scale: number; runs: number; write: boolean } {
+  const parsed = { time: 0.2, scale: 1, runs: 3, write: false };
   for (const arg of args) {
     const [, key, value] = /^--([a-z]+)(?:=(.*))?$/.exec(arg) ?? [];
     if (key === "time" && value !== undefined && Number(value) >= 0 && value !== "") {
       parsed.time = Number(value);
+    } else if (key === "runs" && /^[1-9]\d*$/.test(value ?? "")) {
+      parsed.runs = Number(value);
     } else if (key === "scale" && value !== undefined && Number(value) > 0) {
       parsed.scale = Number(value);
     } else if (key === "write" && value === undefined) {
@@ -221,15 +241,21 @@ function parseArgs(args: readonly string[]): { time: number; scale: number; writ
 }
 
 async function main(): Promise<void> {
-  const { time, scale, write } = parseArgs(Deno.args);
+  const { time, scale, runs, write } = parseArgs(Deno.args);
   const traces = builtinTraces({ scale });
-  const rows = thresholdRows(traces, THRESHOLDS, {
-    time,
-    onRow: (row) =>
-      console.error(
-        `  ${row.trace} · ${size(row.threshold)}: ${ratio(row.libcSeconds / row.seconds)}`,
-      ),
-  });
+  const rounds: ThresholdRow[][] = [];
+  for (let round = 1; round <= runs; round++) {
+    rounds.push(thresholdRows(traces, THRESHOLDS, {
+      time,
+      onRow: (row) =>
+        console.error(
+          `  round ${round}: ${row.trace} · ${size(row.threshold)}: ${
+            ratio(row.libcSeconds / row.seconds)
+          }`,
+        ),
+    }));
+  }
+  const rows = medianRows(rounds);
   const environment = `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ${Deno.build.target}, ` +
     `${navigator.hardwareConcurrency} cores`;
   const command = ["deno task thresholds", ...Deno.args].join(" ");
@@ -254,8 +280,9 @@ async function main(): Promise<void> {
     "- **system calls**: those of one replay on a new heap (what the trace leaves live freed, " +
     "`close()` not included).",
     "",
-    `${environment}; \`--v8-flags=--no-maglev\`; one process, so ratios move by a few percent from ` +
-    "run to run (more on a loaded machine).",
+    `${environment}; \`--v8-flags=--no-maglev\`; one process, ${runs} rounds of every row, each ` +
+    "row the round with the median ratio to libc. Ratios still move by several percent from run to " +
+    "run, more on a loaded machine.",
     "",
     table,
     "",

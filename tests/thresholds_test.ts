@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { builtinTraces, replay } from "../src/trace/cli.ts";
 import {
   heapWith,
+  medianRows,
   summarizeThresholds,
   thresholdMarkdown,
   thresholdRows,
@@ -70,4 +71,15 @@ Deno.test("thresholdMarkdown has a row per threshold and trace, and a summary pe
     assert.ok(Math.abs(s.meanUtilization - mean) < 1e-12);
     assert.ok(Number.isNaN(s.vsLibc));
   }
+});
+
+Deno.test("medianRows keeps, per row, the round with the median ratio to libc", () => {
+  const at = (seconds: number) =>
+    rows.slice(0, 2).map((row) => ({ ...row, seconds, libcSeconds: 1 }));
+  const rounds = [at(3), at(1), at(2)];
+  rounds[1]![1] = { ...rounds[1]![1]!, seconds: 9 }; // row 1: ratios 1/3, 1/9, 1/2
+  const median = medianRows(rounds);
+  assert.deepEqual(median.map((row) => row.seconds), [2, 3]);
+  assert.equal(median[0], rounds[2]![0]);
+  assert.deepEqual(medianRows([at(5), at(4)]).map((row) => row.seconds), [5, 5]); // the lower middle
 });
