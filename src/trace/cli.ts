@@ -82,7 +82,7 @@ export { LibcAllocator, libcSymbols, measureLibcFootprint } from "./libc.ts";
 export type { LibcFootprint, LibcSymbols } from "./libc.ts";
 export { ALLOCATOR_NAMES, configureAllocator } from "./targets.ts";
 export type { AllocatorSetup } from "./targets.ts";
-export { summarize, SYSTEM_CALLS } from "./report.ts";
+export { summarize } from "./report.ts";
 export type { AllocatorRun, SummaryRow, TraceRun } from "./report.ts";
 
 /** Timed runs per allocator and trace, at least: the fastest of two or more is reported. */
