@@ -15,6 +15,9 @@
 /** Keys of empty slots: no block is at address 0. */
 const EMPTY = 0;
 
+/** The keys of every empty table: one empty slot, never written (the first `set` grows). */
+const NO_KEYS = new Float64Array(1);
+
 /** Page-aligned addresses to records of type `T`. */
 export class AddressTable<T> {
   #keys: Float64Array;
@@ -27,10 +30,12 @@ export class AddressTable<T> {
   /** @param pageSize Every key is a multiple of it (a power of two). */
   constructor(pageSize: number) {
     this.#pageScale = 1 / pageSize;
-    this.#keys = new Float64Array(64);
-    this.#values = new Array<T | undefined>(64).fill(undefined);
-    this.#mask = 63;
-    this.#shift = 32 - 6;
+    // Nothing allocated until the first `set`: a typed array costs most of a microsecond, and a
+    // new heap makes several tables.
+    this.#keys = NO_KEYS;
+    this.#values = [undefined];
+    this.#mask = 0;
+    this.#shift = 31;
   }
 
   /** Entries in the table. */
@@ -101,16 +106,17 @@ export class AddressTable<T> {
   /** The first slot to probe for `address`. */
   #home(address: number): number {
     // The page number's low 32 bits (`| 0` truncates modulo 2^32), hashed by multiplication.
-    return Math.imul((address * this.#pageScale) | 0, 0x9e37_79b1) >>> this.#shift;
+    return (Math.imul((address * this.#pageScale) | 0, 0x9e37_79b1) >>> this.#shift) & this.#mask;
   }
 
   #grow(): void {
     const keys = this.#keys;
     const values = this.#values;
-    this.#keys = new Float64Array(keys.length * 2);
-    this.#values = new Array<T | undefined>(keys.length * 2).fill(undefined);
-    this.#mask = keys.length * 2 - 1;
-    this.#shift--;
+    const length = Math.max(16, keys.length * 2);
+    this.#keys = new Float64Array(length);
+    this.#values = new Array<T | undefined>(length).fill(undefined);
+    this.#mask = length - 1;
+    this.#shift = 32 - Math.log2(length);
     this.#size = 0;
     for (let slot = 0; slot < keys.length; slot++) {
       if (keys[slot] !== EMPTY) this.set(keys[slot]!, values[slot]!);

@@ -1,14 +1,15 @@
 // The free page ranges behind large blocks: what `Mappings` keeps of released mappings, for reuse.
 //
 // Memory comes from the OS in *regions* (one `mmap` each) and is handed out in *spans*: whole
-// pages, one live block each. A region starts as one span; a span is split when a request takes
-// only its front, and neighbouring free spans of one region are merged again when released, so a
-// region's spans always cover it in address order, linked by `prev`/`next`, and no two free spans
-// are ever neighbours. A free span is in the cache: a request of `p` pages takes the smallest free
-// span of at least `p` pages (best fit) and leaves the rest as a smaller free span, so varied
-// sizes reuse each other's memory. Worked example with 4 KiB pages: a 40 KiB block is freed (one
-// free span of 10 pages); `malloc(12_000)` takes its first 3 pages and leaves 7 free; when the
-// 3-page block is freed it merges with the 7 again, into the 10 it was.
+// pages, one live block each. A free span is in the cache: a request of `p` pages takes the
+// smallest free span of at least `p` pages (best fit) and leaves the rest as a smaller free span,
+// so varied sizes reuse each other's memory. A released span merges with the free spans that end
+// where it starts and start where it ends, found by address in two hash tables, so no two free
+// spans are ever neighbours. Neighbours need not come from one region: the kernel places new
+// mappings next to old ones, and memory freed from either side merges into one span, as in a
+// heap that grows contiguously (a span over two regions is one range to `munmap`). Worked example
+// with 4 KiB pages: a 40 KiB block is freed (one free span of 10 pages); `malloc(12_000)` takes its
+// first 3 pages and leaves 7 free; when the 3-page block is freed it merges with the 7 again.
 //
 // Finding the best fit is a bitmap scan, not a search: free spans of 1 to 256 pages sit in one
 // bin per page count, and a bit per bin says whether it has any, so the first set bit at or above
@@ -25,6 +26,8 @@
 //
 // Nothing here calls the OS: `Mappings` unmaps a span before it asks the cache to forget it.
 
+import { AddressTable } from "./_address_table.ts";
+
 /** One mapping obtained from the OS (`mmap`, or `mremap` that moved or grew a block). */
 export interface Region {
   readonly base: number;
@@ -40,11 +43,8 @@ export interface Span {
   length: number;
   /** Bytes requested while live; -1 while free. */
   requested: number;
+  /** A region whose view covers the span when it was made (`Mappings` checks before use). */
   region: Region;
-  /** The span just below, in the same region (contiguous), or null. */
-  prev: Span | null;
-  /** The span just above, in the same region (contiguous), or null. */
-  next: Span | null;
   /** While free: its bin, and its position there; -1 while live. */
   bin: number;
   slot: number;
@@ -62,7 +62,7 @@ const BINS = 257;
 
 /**
  * A new span (every span is made here, so that all have one shape): live with `requested` bytes,
- * or free with -1, linked below `next` and above `prev` by the caller.
+ * or free with -1.
  */
 export function newSpan(
   address: number,
@@ -76,8 +76,6 @@ export function newSpan(
     length,
     requested,
     region,
-    prev: null,
-    next: null,
     bin: -1,
     slot: 0,
     older: null,
@@ -99,12 +97,31 @@ export class PageCache {
   oldest: Span | null = null;
   #newest: Span | null = null;
   #pageShift: number;
-  #bins: Span[][] = Array.from({ length: BINS }, () => []);
-  #nonEmpty = new Uint32Array(Math.ceil(BINS / 32));
+  /** Made on first use: a new heap makes none (a new heap costs microseconds, see design.md). */
+  #bins: (Span[] | undefined)[] = new Array(BINS);
+  /** Bit `b % 16` of word `b >> 4` is set when bin `b` has spans: 16-bit words stay small integers. */
+  #nonEmpty: number[] = new Array<number>(Math.ceil(BINS / 16)).fill(0);
+  #byStart: AddressTable<Span>;
+  #byEnd: AddressTable<Span>;
 
   /** @param pageSize The OS page size, a power of two. */
   constructor(pageSize: number) {
     this.#pageShift = Math.log2(pageSize);
+    this.#byStart = new AddressTable(pageSize);
+    this.#byEnd = new AddressTable(pageSize);
+  }
+
+  /** The free span that starts at `address`, if any. */
+  freeAt(address: number): Span | undefined {
+    return this.#byStart.get(address);
+  }
+
+  /** The free span that holds `address`, if any (a walk over every free span: for errors). */
+  holding(address: number): Span | undefined {
+    for (const span of this.spans()) {
+      if (address >= span.address && address < span.address + span.length) return span;
+    }
+    return undefined;
   }
 
   /**
@@ -133,17 +150,14 @@ export class PageCache {
     span.requested = -1;
     span.clean = false;
     this.clock++;
+    this.#mergeAbove(span);
     let merged = span;
-    const next = span.next;
-    if (next !== null && next.requested < 0) {
-      this.#unlist(next);
-      this.#absorb(span, next);
-    }
-    const prev = span.prev;
-    if (prev !== null && prev.requested < 0) {
-      this.#unlist(prev);
-      this.#absorb(prev, span);
-      merged = prev;
+    const below = this.#byEnd.get(span.address);
+    if (below !== undefined) {
+      this.#unlist(below);
+      below.length += span.length;
+      below.clean &&= span.clean;
+      merged = below;
     }
     merged.releasedAt = this.clock;
     this.#list(merged);
@@ -156,11 +170,7 @@ export class PageCache {
    */
   addTail(span: Span): void {
     span.requested = -1;
-    const next = span.next;
-    if (next !== null && next.requested < 0) {
-      this.#unlist(next);
-      this.#absorb(span, next);
-    }
+    this.#mergeAbove(span);
     span.releasedAt = this.clock;
     this.#list(span);
   }
@@ -172,24 +182,23 @@ export class PageCache {
   shorten(span: Span, length: number): void {
     const { older, newer } = span;
     this.#unlist(span);
-    if (span.length === length) {
-      this.#unlink(span);
-      return;
-    }
+    if (span.length === length) return;
     span.address += length;
     span.length -= length;
     this.#list(span, older, newer);
   }
 
-  /**
-   * Forgets the free span `span`, which the caller has just unmapped: its neighbours are no longer
-   * contiguous with anything.
-   */
+  /** Takes `length` bytes off the top of the free span `span` (the caller unmapped them). */
+  cutTop(span: Span, length: number): void {
+    const { older, newer } = span;
+    this.#unlist(span);
+    span.length -= length;
+    this.#list(span, older, newer);
+  }
+
+  /** Forgets the free span `span`, which the caller has just unmapped. */
   forget(span: Span): void {
     this.#unlist(span);
-    if (span.prev !== null) span.prev.next = null;
-    if (span.next !== null) span.next.prev = null;
-    span.prev = span.next = null;
   }
 
   /** Every free span, oldest first. */
@@ -209,12 +218,19 @@ export class PageCache {
       if (span.bin !== bin || this.#bins[bin]![span.slot] !== span) {
         throw new Error(`free span ${span.address} is not in bin ${bin}`);
       }
-      if (span.next !== null && span.next.requested < 0) {
-        throw new Error(`free spans ${span.address} and ${span.next.address} were not merged`);
+      const end = span.address + span.length;
+      if (this.#byStart.get(span.address) !== span || this.#byEnd.get(end) !== span) {
+        throw new Error(`free span ${span.address} is not indexed by its start and end`);
+      }
+      if (this.#byStart.get(end) !== undefined) {
+        throw new Error(`free spans ${span.address} and ${end} were not merged`);
       }
       if (span.newer !== null && span.newer.releasedAt < span.releasedAt) {
         throw new Error(`free span ${span.newer.address} is listed out of release order`);
       }
+    }
+    if (count !== this.#byStart.size || count !== this.#byEnd.size) {
+      throw new Error(`the cache indexes ${this.#byStart.size} free spans, lists ${count}`);
     }
     if (count !== this.count || bytes !== this.bytes) {
       throw new Error(
@@ -222,8 +238,8 @@ export class PageCache {
       );
     }
     for (let bin = 0; bin < BINS; bin++) {
-      const has = (this.#nonEmpty[bin >>> 5]! >>> (bin & 31) & 1) === 1;
-      if (has !== this.#bins[bin]!.length > 0) throw new Error(`bin ${bin}'s bit is wrong`);
+      const has = (this.#nonEmpty[bin >>> 4]! >>> (bin & 15) & 1) === 1;
+      if (has !== (this.#bins[bin]?.length ?? 0) > 0) throw new Error(`bin ${bin}'s bit is wrong`);
     }
   }
 
@@ -236,14 +252,14 @@ export class PageCache {
 
   /** The most recently released span of the first non-empty bin at or above `pages`. */
   #fromBins(pages: number): Span | undefined {
-    let word = pages >>> 5;
-    let bits = this.#nonEmpty[word]! & (-1 << (pages & 31));
+    let word = pages >>> 4;
+    let bits = this.#nonEmpty[word]! & (0xffff << (pages & 15));
     while (bits === 0) {
       if (++word === this.#nonEmpty.length) return undefined;
       bits = this.#nonEmpty[word]!;
     }
     // The lowest set bit: 31 - clz32 of it alone.
-    const bin = (word << 5) + 31 - Math.clz32(bits & -bits);
+    const bin = (word << 4) + 31 - Math.clz32(bits & -bits);
     const list = this.#bins[bin]!;
     return list[list.length - 1];
   }
@@ -251,7 +267,7 @@ export class PageCache {
   /** The shortest span of bin 0 (more than 256 pages) of at least `length` bytes. */
   #fromRest(length: number): Span | undefined {
     let best: Span | undefined;
-    for (const span of this.#bins[0]!) {
+    for (const span of this.#bins[0] ?? []) {
       if (span.length >= length && (best === undefined || span.length < best.length)) best = span;
     }
     return best;
@@ -263,27 +279,18 @@ export class PageCache {
    */
   #splitOff(span: Span, length: number, older: Span | null, newer: Span | null): void {
     const rest = newSpan(span.address + length, span.length - length, -1, span.region, span.clean);
-    rest.prev = span;
-    rest.next = span.next;
     rest.releasedAt = span.releasedAt;
-    if (span.next !== null) span.next.prev = rest;
-    span.next = rest;
     span.length = length;
     this.#list(rest, older, newer);
   }
 
-  /** `low` takes over its free upper neighbour `high` (already unlisted). */
-  #absorb(low: Span, high: Span): void {
-    low.length += high.length;
-    low.clean &&= high.clean;
-    low.next = high.next;
-    if (high.next !== null) high.next.prev = low;
-  }
-
-  /** Removes `span` from its region's list (its memory became part of the span below). */
-  #unlink(span: Span): void {
-    if (span.prev !== null) span.prev.next = span.next;
-    if (span.next !== null) span.next.prev = span.prev;
+  /** `span` (not listed) takes over the free span that starts where it ends, if there is one. */
+  #mergeAbove(span: Span): void {
+    const above = this.#byStart.get(span.address + span.length);
+    if (above === undefined) return;
+    this.#unlist(above);
+    span.length += above.length;
+    span.clean &&= above.clean;
   }
 
   /**
@@ -292,13 +299,15 @@ export class PageCache {
    */
   #list(span: Span, older: Span | null = this.#newest, newer: Span | null = null): void {
     const bin = this.#binOf(span.length);
-    const list = this.#bins[bin]!;
+    const list = this.#bins[bin] ??= [];
     span.bin = bin;
     span.slot = list.length;
     list.push(span);
-    this.#nonEmpty[bin >>> 5]! |= 1 << (bin & 31);
+    this.#nonEmpty[bin >>> 4]! |= 1 << (bin & 15);
     this.count++;
     this.bytes += span.length;
+    this.#byStart.set(span.address, span);
+    this.#byEnd.set(span.address + span.length, span);
     span.older = older;
     span.newer = newer;
     if (older !== null) older.newer = span;
@@ -315,7 +324,7 @@ export class PageCache {
       list[span.slot] = last;
       last.slot = span.slot;
     }
-    if (list.length === 0) this.#nonEmpty[span.bin >>> 5]! &= ~(1 << (span.bin & 31));
+    if (list.length === 0) this.#nonEmpty[span.bin >>> 4]! &= ~(1 << (span.bin & 15));
     span.bin = -1;
     if (span.older !== null) span.older.newer = span.newer;
     else this.oldest = span.newer;
@@ -324,5 +333,7 @@ export class PageCache {
     span.older = span.newer = null;
     this.count--;
     this.bytes -= span.length;
+    this.#byStart.delete(span.address);
+    this.#byEnd.delete(span.address + span.length);
   }
 }

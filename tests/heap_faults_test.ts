@@ -257,13 +257,17 @@ Deno.test("PseudoMalloc: a first arena that fails to map leaves the fast paths w
 });
 
 Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, keeps its counts", () => {
-  // Two 3 MiB blocks cached, then a 7 MiB one freed: under the 8 MiB cap it evicts both (two
-  // unmaps, oldest first), then is cached.
+  // Two 3 MiB blocks cached (live blocks between them, so that they merge only if the kernel
+  // placed them elsewhere side by side), then a 7 MiB one freed: under the 8 MiB cap it unmaps the
+  // older one and the top of the other (two unmaps, oldest first; one cut when they merged), then
+  // is cached. Each unmap fails once in the sweep.
   let big = 0;
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
     const first = heap.malloc(3 * MiB);
+    patterns.add(heap.malloc(64 * KiB), 64 * KiB);
     const second = heap.malloc(3 * MiB);
+    patterns.add(heap.malloc(64 * KiB), 64 * KiB);
     heap.free(first);
     heap.free(second);
     big = patterns.add(heap.malloc(7 * MiB), 7 * MiB);
@@ -272,7 +276,7 @@ Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, k
     heap.free(big);
     patterns.remove(big);
   }, OsError);
-  assert.equal(points, 2);
+  assert.ok(points === 1 || points === 2, `${points} unmaps`);
 });
 
 Deno.test("PseudoMalloc: realloc of a large block to a small one keeps the old one when munmap fails", () => {
@@ -293,16 +297,17 @@ Deno.test("PseudoMalloc: realloc where the OS has no mremap (map, copy, unmap) l
   let address = 0;
   const setup = (os: FaultyOs) => {
     const { heap, patterns } = fresh()(os);
-    // Larger than the cache's 8 MiB cap: once copied, the old block is unmapped, not cached.
-    address = patterns.add(heap.malloc(9 * MiB), 9 * MiB);
+    address = patterns.add(heap.malloc(64 * KiB), 64 * KiB);
     return { heap, patterns };
   };
   const grow = (heap: PseudoMalloc, patterns: Patterns) => {
-    const moved = heap.realloc(address, 12 * MiB);
+    const moved = heap.realloc(address, 4 * MiB);
     patterns.remove(address);
-    address = patterns.add(moved, 12 * MiB);
+    address = patterns.add(moved, 4 * MiB);
   };
   const noRemap = () => new FaultyOs({ remap: false });
   assert.ok(sweepOn(noRemap, "map", setup, grow, OutOfMemoryError) >= 1);
-  assert.ok(sweepOn(noRemap, "unmap", setup, grow, OsError) >= 1);
+  // The old block goes to the cache once copied: the move makes no munmap at all. (A failed munmap
+  // after the copy, without the cache, is tested on MmapAllocator.)
+  assert.equal(sweepOn(noRemap, "unmap", setup, grow, OsError), 0);
 });

@@ -280,3 +280,21 @@ contractSuite("MmapAllocator", () => new MmapAllocator(), {
   detectsInvalidFree: true,
   reusesMemory: true,
 });
+
+Deno.test("MmapAllocator.realloc without mremap maps, copies and unmaps; a refused unmap keeps the block", () => {
+  const os = new FaultyOs({ remap: false });
+  const heap = new MmapAllocator({ os });
+  const address = heap.malloc(3 * PAGE);
+  heap.bytes(address).fill(7);
+  os.fail("unmap", 0); // the old block's munmap, after the copy
+  assert.throws(() => heap.realloc(address, 5 * PAGE), OsError);
+  assert.equal(heap.usableSize(address), 3 * PAGE, "the old block is still live");
+  assert.ok(heap.bytes(address).every((byte) => byte === 7));
+  assert.equal(os.mappedBytes, 3 * PAGE, "the copy was unmapped again");
+  heap.validate();
+  const moved = heap.realloc(address, 5 * PAGE);
+  assert.ok(heap.bytes(moved, 3 * PAGE).every((byte) => byte === 7));
+  assert.equal(os.calls.remap, 2, "asked each time, and told there is no mremap");
+  heap.close();
+  assert.equal(os.mappedBytes, 0);
+});

@@ -1,0 +1,186 @@
+// Large blocks (src/_mappings.ts) with the page cache on, through a FaultyOs that counts every
+// system call: what a warm cache saves is a count, so these tests pin it. PseudoMalloc's large
+// blocks and SegregatedAllocator's are these.
+
+import assert from "node:assert/strict";
+import { OutOfMemoryError, PseudoMalloc } from "../mod.ts";
+import { DECAY_RELEASES, IDLE_MS, Mappings } from "../src/_mappings.ts";
+import type { IdleTimer } from "../ffi/idle_timer.ts";
+import { FaultyOs } from "./_faulty_os.ts";
+import { mulberry32 } from "../src/_random.ts";
+
+const PAGE = 4096;
+const KiB = 1024;
+const MiB = 1 << 20;
+
+/** All system calls made so far. */
+function calls(os: FaultyOs): number {
+  return Object.values(os.calls).reduce((sum, n) => sum + n, 0);
+}
+
+function cached(os = new FaultyOs(), options: { cacheFloor?: number; idleTimer?: IdleTimer } = {}) {
+  return { os, blocks: new Mappings(os, { cache: true, ...options }) };
+}
+
+Deno.test("Mappings: a warm round of the same sizes, in another order, makes no system call", () => {
+  const seed = 0x5173;
+  const next = mulberry32(seed);
+  const { os, blocks } = cached();
+  const sizes = Array.from({ length: 200 }, () => Math.floor(KiB * 64 ** next()));
+  for (const size of sizes) blocks.unmap(blocks.map(size)); // warm: one of each
+  const held = sizes.map((size) => blocks.map(size));
+  for (const address of held) blocks.unmap(address);
+  const before = calls(os);
+  const shuffled = sizes.map((size) => [next(), size]).sort((a, b) => a[0]! - b[0]!);
+  const again = shuffled.map(([, size]) => blocks.map(size!));
+  for (const address of again.reverse()) blocks.unmap(address);
+  assert.equal(calls(os) - before, 0, `seed ${seed}`);
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: a block takes the front of a free span, grows into the rest and shrinks back, all without a call", () => {
+  const { os, blocks } = cached();
+  blocks.unmap(blocks.map(64 * KiB)); // 16 free pages
+  const before = calls(os);
+  const a = blocks.map(4 * KiB);
+  assert.equal(blocks.cachedBytes, 15 * PAGE, "the rest stays free");
+  new Uint8Array(blocks.view(a, 4 * KiB).fill(9));
+  assert.equal(blocks.resize(a, 32 * KiB), a, "grown in place");
+  assert.equal(blocks.resize(a, 64 * KiB), a, "all of it");
+  assert.equal(blocks.cachedBytes, 0);
+  assert.ok(blocks.view(a, 4 * KiB).every((byte) => byte === 9));
+  assert.equal(blocks.resize(a, 8 * KiB), a, "shrunk in place");
+  assert.equal(blocks.cachedBytes, 14 * PAGE, "the tail is free again");
+  assert.equal(blocks.lengthOf(a), 2 * PAGE);
+  blocks.validate();
+  assert.equal(calls(os) - before, 0);
+  blocks.unmap(a);
+  assert.equal(blocks.cachedBytes, 16 * PAGE, "merged back into one span");
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: growth with nothing free above asks the OS, and copies when it refuses", () => {
+  const { os, blocks } = cached();
+  const a = blocks.map(8 * KiB);
+  blocks.view(a, 8 * KiB).fill(3);
+  const grown = blocks.resize(a, 40 * KiB);
+  assert.equal(os.calls.remap, 1);
+  assert.ok(blocks.view(grown, 8 * KiB).every((byte) => byte === 3));
+  os.fail("remap", 0);
+  const copied = blocks.resize(grown, 400 * KiB); // refused: mapped anew and copied
+  assert.notEqual(copied, grown);
+  assert.ok(blocks.view(copied, 8 * KiB).every((byte) => byte === 3));
+  assert.equal(blocks.cachedBytes, 40 * KiB, "the old pages were cached, not unmapped");
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+  // Where there is no mremap, and no memory either: the block stays as it was.
+  const bare = cached(new FaultyOs({ remap: false }));
+  const b = bare.blocks.map(8 * KiB);
+  bare.blocks.view(b, 8 * KiB).fill(4);
+  bare.os.fail("map", 0);
+  assert.throws(() => bare.blocks.resize(b, 4 * MiB), OutOfMemoryError);
+  assert.ok(bare.blocks.view(b, 8 * KiB).every((byte) => byte === 4), "untouched");
+  assert.equal(bare.blocks.lengthOf(b), 8 * KiB);
+  bare.blocks.validate();
+  bare.blocks.close();
+  assert.equal(bare.os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: calloc's pages are zero, cleared when they were used", () => {
+  const { blocks } = cached();
+  const a = blocks.map(16 * KiB);
+  blocks.view(a, 16 * KiB).fill(0xee);
+  blocks.unmap(a);
+  const b = blocks.mapZeroed(16 * KiB);
+  assert.equal(b, a, "the cached pages");
+  assert.ok(blocks.view(b, 16 * KiB).every((byte) => byte === 0));
+  blocks.close();
+});
+
+Deno.test("Mappings: the cache holds at most max(floor, twice the live bytes), oldest out first", () => {
+  const { os, blocks } = cached(new FaultyOs(), { cacheFloor: 64 * KiB });
+  const live = blocks.map(64 * KiB); // 16 pages live: the cap is 128 KiB
+  const freed = Array.from({ length: 6 }, () => blocks.map(32 * KiB));
+  const keepApart = freed.map(() => blocks.map(4 * KiB)); // live between them: no merging
+  for (const address of freed) blocks.unmap(address);
+  assert.ok(blocks.cachedBytes <= 2 * (64 + 6 * 4) * KiB, `${blocks.cachedBytes}`);
+  assert.equal(blocks.cachedBytes, 2 * (64 + 6 * 4) * KiB, "filled to the cap");
+  assert.ok(os.calls.unmap >= 1, "the oldest went back");
+  for (const address of [live, ...keepApart]) blocks.unmap(address);
+  assert.equal(blocks.cachedBytes, 64 * KiB, "nothing live: the floor");
+  blocks.validate();
+  assert.equal(blocks.trim(), 64 * KiB);
+  assert.equal(blocks.cachedBytes, 0);
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: a cached span not reused for DECAY_RELEASES releases goes back", () => {
+  const { os, blocks } = cached();
+  const old = blocks.map(16 * KiB);
+  const apart = blocks.map(4 * KiB); // live: keeps the churning block from merging with `old`
+  blocks.unmap(old);
+  const before = os.calls.unmap;
+  // A block too large for the old span, freed and taken again: the old span is never reused.
+  for (let i = 0; i <= DECAY_RELEASES; i++) blocks.unmap(blocks.map(64 * KiB));
+  assert.equal(os.calls.unmap, before + 1, "the idle span, once");
+  assert.equal(blocks.cachedBytes, 64 * KiB, "the churning block's pages stay");
+  blocks.unmap(apart);
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: the idle timer gives the cache back only when no call came", () => {
+  const started: (() => void)[] = [];
+  let stopped = 0;
+  const idleTimer: IdleTimer = {
+    start(callback, milliseconds) {
+      assert.equal(milliseconds, IDLE_MS);
+      started.push(callback);
+      return started.length;
+    },
+    stop() {
+      stopped++;
+    },
+  };
+  const { os, blocks } = cached(new FaultyOs(), { idleTimer });
+  const a = blocks.map(64 * KiB);
+  assert.equal(started.length, 0, "nothing cached: no timer");
+  blocks.unmap(a);
+  assert.equal(started.length, 1);
+  blocks.unmap(blocks.map(8 * KiB)); // a call: not idle; the timer already runs
+  assert.equal(started.length, 1);
+  started[0]!();
+  assert.equal(blocks.cachedBytes, 64 * KiB, "a call came: kept");
+  assert.equal(started.length, 2, "and watched again");
+  started[1]!();
+  assert.equal(blocks.cachedBytes, 0, "idle: given back");
+  assert.equal(os.mappedBytes, 0);
+  assert.equal(started.length, 2, "nothing left to watch");
+  blocks.unmap(blocks.map(8 * KiB));
+  blocks.close();
+  assert.equal(stopped, 1, "close stops the timer");
+});
+
+Deno.test("PseudoMalloc: a warm realloc chain from 16 bytes to 1 MiB makes no system call", () => {
+  using heap = new PseudoMalloc();
+  const chain = () => {
+    let address = heap.malloc(16);
+    heap.bytes(address, 16).fill(5);
+    for (let size = 32; size <= MiB; size *= 2) address = heap.realloc(address, size);
+    assert.ok(heap.bytes(address, 16).every((byte) => byte === 5));
+    heap.free(address);
+  };
+  chain();
+  const before = heap.stats().systemCalls;
+  chain();
+  chain();
+  assert.deepEqual(heap.stats().systemCalls, before);
+  heap.validate();
+});
