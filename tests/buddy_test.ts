@@ -503,19 +503,3 @@ Deno.test("BuddyAllocator random alloc/grow/free keeps every invariant (seed 11)
   for (const offset of live.keys()) buddy.free(offset);
   assert.deepEqual(layout(buddy), [`0:${size} free`]);
 });
-
-Deno.test("BuddyAllocator.reset forgets every block", () => {
-  const memory = new ArrayBuffer(1024);
-  const buddy = new BuddyAllocator({ size: 1024, memory });
-  for (const size of [16, 100, 300]) buddy.alloc(size);
-  buddy.reset();
-  assert.equal(buddy.freeBytes, 1024);
-  assert.ok(buddy.bitmap.every((byte) => byte === 0));
-  assert.deepEqual(layout(buddy), ["0:1024 free"]);
-  buddy.validate();
-  assert.equal(buddy.alloc(512), 0);
-  buddy.reset();
-  buddy.reset(); // free already: nothing to do
-  buddy.validate();
-  assert.equal(buddy.alloc(1024), 0);
-});

@@ -413,31 +413,6 @@ export class BuddyAllocator {
   }
 
   /**
-   * Makes the whole arena one free block again, as a new allocator's is, forgetting every block.
-   * O(1) when the arena is free already; otherwise it clears the bitmap.
-   *
-   * @example Forgetting the blocks
-   * ```ts
-   * import { BuddyAllocator } from "@pseudo/malloc";
-   * import assert from "node:assert/strict";
-   *
-   * const buddy = new BuddyAllocator({ size: 1024 });
-   * buddy.alloc(100);
-   * buddy.reset();
-   * assert.equal(buddy.freeBytes, 1024);
-   * buddy.validate();
-   * ```
-   */
-  reset(): void {
-    // A free arena is one free block (free buddies always merge): the state of a new allocator.
-    if (this.#freeBytes === this.size) return;
-    this.bitmap.fill(0);
-    this.#heads.fill(NIL);
-    this.#push(this.maxOrder, 0);
-    this.#freeBytes = this.size;
-  }
-
-  /**
    * The size of the allocated block that starts at `offset`.
    *
    * @param offset A block's offset.
