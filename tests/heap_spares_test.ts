@@ -42,24 +42,38 @@ function shortLived(os: FaultyOs, options = {}): Record<string, number> {
 
 const NONE = { map: 0, mapAt: 0, reserve: 0, unmap: 0, remap: 0, adviseDontNeed: 0, protect: 0 };
 
+/**
+ * Asserts the calls of a cold short-lived heap: the table reserved, the arena mapped low, and
+ * `unmap` times `unmaps`. `mapAt` counts at least one: a hint is missed where another test
+ * module's arenas (in this process, but not this realm's window) are still mapped.
+ */
+function assertCold(calls: Record<string, number>, unmaps: number, message?: string): void {
+  assert.ok(calls.mapAt! >= 1, message);
+  assert.deepEqual(
+    { ...calls, mapAt: 1 },
+    { ...NONE, reserve: 1, mapAt: 1, unmap: unmaps },
+    message,
+  );
+}
+
 Deno.test("spares: a heap made after another closed makes no system call for its first block", () => {
   const os = sparingOs();
   // The first heap of the Os reserves the table and maps the arena; its close keeps both.
-  assert.deepEqual(shortLived(os), { ...NONE, reserve: 1, mapAt: 1 });
+  assertCold(shortLived(os), 0);
   assert.equal(os.mappedBytes, TABLE + MiB, "the table and the empty arena are kept");
   // Every heap after it: nothing at all, table, arena and block cache taken from the spares.
   for (let i = 0; i < 5; i++) assert.deepEqual(shortLived(os), NONE, `heap ${i + 2}`);
   assert.equal(releaseSpares(os), MiB);
   assert.equal(os.mappedBytes, 0, "releaseSpares leaves nothing mapped");
-  assert.deepEqual(shortLived(os), { ...NONE, reserve: 1, mapAt: 1 }, "cold again");
+  assertCold(shortLived(os), 0, "cold again");
   assert.equal(releaseSpares(os), MiB);
   assert.equal(os.mappedBytes, 0);
 });
 
 Deno.test("spares: an Os that keeps none (FaultyOs) unmaps everything on close, as before", () => {
   const os = new FaultyOs();
-  assert.deepEqual(shortLived(os), { ...NONE, reserve: 1, mapAt: 1, unmap: 2 });
-  assert.deepEqual(shortLived(os), { ...NONE, reserve: 1, mapAt: 1, unmap: 2 });
+  assertCold(shortLived(os), 2);
+  assertCold(shortLived(os), 2);
   assert.equal(os.mappedBytes, 0);
 });
 
@@ -142,9 +156,10 @@ Deno.test("spares: close keeps empty arenas up to the budget and unmaps the rest
   assert.equal(os.mappedBytes, TABLE + 2 * arenaSize);
   // The next heap takes the two, then maps a third.
   const next = new PseudoMalloc({ os, arenaSize, mmapThreshold: 2 * KiB });
-  const mapped = os.calls.mapAt;
+  const mapped = os.mappedBytes;
   const again = Array.from({ length: 3 * 64 }, () => next.malloc(1000));
-  assert.equal(os.calls.mapAt - mapped, 1);
+  assert.equal(os.mappedBytes - mapped, arenaSize, "one arena mapped");
+  assert.equal(next.stats().arenas, 3);
   for (const address of again) next.free(address);
   next.validate();
   next.close();
