@@ -4,6 +4,7 @@
 // up the samples after Deno's warm-up (median, mean, quartiles) for the line report.ts reads. Why
 // each of these: alloc_bench.ts's opening comment.
 
+import { BENCH_SAMPLES_TAG } from "./_report_data.ts";
 import { type Loop, type Peer, type Sizes, specialize } from "./_workloads.ts";
 
 /** One workload: a Deno.bench group. */
@@ -168,4 +169,32 @@ export interface Entry<S, A> {
   empty: A;
   /** Live blocks now, where the peer can tell (for the checks). */
   live?: () => number;
+}
+
+/**
+ * At the end of the run (`unload`): checks that every peer holds as many blocks live as when its
+ * benches were set up, writes the samples line for report.ts (with `--samples`), then `cleanup()`.
+ * Call once every bench is registered: what each peer holds live then is what it must hold after.
+ */
+export function finishRun(cleanup: () => void): void {
+  for (const record of records) record.expectLive = record.live?.() ?? 0;
+  addEventListener("unload", () => {
+    const problems: string[] = [];
+    for (const record of records) {
+      const live = record.live?.();
+      if (live !== undefined && live !== record.expectLive) {
+        problems.push(
+          `${record.group} / ${record.name}: ${live} live, expected ${record.expectLive}`,
+        );
+      }
+    }
+    const line = JSON.stringify({
+      version: 1,
+      problems,
+      benches: records.filter((record) => record.count > 0).map(summarize),
+    });
+    if (Deno.args.includes("--samples")) console.error(`${BENCH_SAMPLES_TAG} ${line}`);
+    if (problems.length > 0) console.error(`bench checks failed:\n  ${problems.join("\n  ")}`);
+    cleanup();
+  });
 }

@@ -1,7 +1,15 @@
-// The report of binary-trees (bench/binarytrees.ts): the markdown table of the variants' times and
-// memory, fastest first, the bar chart (SVG), and the paragraph on libc's memory access cost.
+// The report of binary-trees (bench/binarytrees.ts): the markdown table of the variants' times,
+// memory and system calls, fastest first, the bar chart (SVG), and the paragraph on libc's memory
+// access cost.
+//
+// System calls: each allocator's `stats().systemCalls` after the timed run (mmap, munmap, mremap,
+// madvise, mprotect, as ffi/counting_os.ts counts them; `close()` not included), so that the
+// table shows why mapping every node costs: MmapAllocator makes an `mmap` and a `munmap` per node
+// (millions at depth 16), a buddy arena one `mmap` per MiB. libc's calls happen inside libc and JS
+// objects' inside V8: not counted, "n/a".
 
 import { nodeCount } from "./_binarytrees_program.ts";
+import { formatSystemCalls, totalSystemCalls } from "../src/trace/report.ts";
 import type { AccessCost, RunResult, Variant } from "./_binarytrees_variants.ts";
 
 // --- report ------------------------------------------------------------------------------------
@@ -23,6 +31,16 @@ export interface Row {
   error?: string;
   /** True when its lines equal the JS reference's. */
   matches?: boolean;
+}
+
+/**
+ * A run's system calls: `"2 mmap"`, `"1,000 mmap, 1,000 munmap"` (a stopped run's: `"stopped early:
+ * ..."`); `"n/a"` when not counted (libc, JS).
+ */
+export function systemCallsText(r: RunResult): string {
+  const calls = r.stats?.systemCalls;
+  if (calls === undefined || !Number.isFinite(totalSystemCalls(calls))) return "n/a";
+  return `${r.complete ? "" : "stopped early: "}${formatSystemCalls(calls)}`;
 }
 
 export function formatMs(ms: number): string {
@@ -53,13 +71,13 @@ export function sameChecks(result: RunResult, reference: string[]): boolean {
 export function markdownTable(rows: Row[]): string {
   const libcMs = rows.find((row) => row.kind === "libc")?.result?.ms;
   const out = [
-    "| variant | time (ms) | × libc time | peak memory | memory measured as | checks |",
-    "| --- | ---: | ---: | ---: | --- | --- |",
+    "| variant | time (ms) | × libc time | peak memory | memory measured as | checks | system calls |",
+    "| --- | ---: | ---: | ---: | --- | --- | --- |",
   ];
   for (const row of sortRows(rows)) {
     const r = row.result;
     if (r === undefined) {
-      out.push(`| ${row.variant} | failed | | | | ${row.error ?? ""} |`);
+      out.push(`| ${row.variant} | failed | | | | ${row.error ?? ""} | |`);
       continue;
     }
     const ratio = libcMs === undefined
@@ -74,7 +92,9 @@ export function markdownTable(rows: Row[]): string {
       ? "same as JS"
       : `same as JS (the ${r.lines.length} lines printed before the stop)`;
     out.push(
-      `| ${row.variant} | ${timeText(r)} | ${ratio} | ${memory} | ${r.memorySource} | ${checks} |`,
+      `| ${row.variant} | ${timeText(r)} | ${ratio} | ${memory} | ${r.memorySource} | ${checks} | ${
+        systemCallsText(r)
+      } |`,
     );
   }
   return out.join("\n");

@@ -19,6 +19,16 @@ const COLORS: Record<string, string> = {
   floor: "#c9c9c9",
   "floor-checked": "#a0a0a0",
   minimal: "#5f5f5f",
+  segregated: "#c23b3b",
+  "first-fit": "#e89aa0",
+  "mmap-allocator": "#9c6b30",
+  bump: "#d4c24a",
+  cell: "#6fc7c1",
+  dlmalloc: "#16707a",
+  tlsf: "#b0409a",
+  "write-memset": "#dddddd",
+  "write-memset-number": "#cccccc",
+  "write-fill": "#bbbbbb",
 };
 
 const LEGEND = [
@@ -32,6 +42,14 @@ const LEGEND = [
   { color: COLORS.minimal!, label: "minimal JS allocator (floor + checks + slow paths)" },
   { color: COLORS["pseudo-scaled"]!, label: "PseudoMalloc: malloc (5c) / 256 MiB live (6)" },
   { color: COLORS["libc-malloc"]!, label: "libc: malloc (5c)" },
+  { color: COLORS.segregated!, label: "SegregatedAllocator" },
+  { color: COLORS["first-fit"]!, label: "FirstFitAllocator" },
+  { color: COLORS["mmap-allocator"]!, label: "MmapAllocator" },
+  { color: COLORS.bump!, label: "BumpAllocator (11)" },
+  { color: COLORS.cell!, label: "CellAllocator (11)" },
+  { color: COLORS.dlmalloc!, label: "dlmalloc (sql.js, wasm)" },
+  { color: COLORS.tlsf!, label: "TLSF (AssemblyScript, wasm)" },
+  { color: COLORS["write-fill"]!, label: "8: the write alone (memset, fill)" },
 ];
 
 const CHART_GROUPS = [
@@ -45,6 +63,11 @@ const CHART_GROUPS = [
   { workload: "realloc", label: ["5d. realloc", "chain"] },
   { workload: "scale-pair", label: ["6a. scale:", "pair"] },
   { workload: "scale-churn", label: ["6b. scale:", "churn"] },
+  { workload: "medium", label: ["7. 1-64 KiB", "churn"] },
+  { workload: "medium-written", label: ["8. the same,", "written"] },
+  { workload: "large-mixed", label: ["9. 64 KiB-", "4 MiB churn"] },
+  { workload: "realloc-chain", label: ["10. realloc", "own process"] },
+  { workload: "new-heap", label: ["11. new", "heap"] },
 ];
 
 /** 1 ns, 10 ns, ..., 1 µs, ...: an axis tick. */
@@ -160,7 +183,8 @@ export function svgChart(report: Report): string {
   }
   out.push(
     `<text x="${left + plotWidth / 2}" y="${height - 12}" text-anchor="middle">` +
-      `workload (one operation: a malloc+free pair, a churn step, or a realloc chain)</text>`,
+      `workload (one operation: a malloc+free pair, a churn step, a realloc chain or a new heap)` +
+      `</text>`,
     `</svg>`,
     "",
   );

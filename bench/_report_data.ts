@@ -6,6 +6,21 @@
 /** The tag of the stderr line in which alloc_bench.ts hands over its self-timed medians. */
 export const BENCH_SAMPLES_TAG = "@pseudo/malloc bench samples:";
 
+/**
+ * The workloads of issue 11 (bench/large_bench.ts), each run in a process of its own, as the issue
+ * measured them: libc's heap then holds only that workload's blocks.
+ */
+export const LARGE_WORKLOADS = [
+  "medium",
+  "medium-written",
+  "large-mixed",
+  "realloc-chain",
+  "new-heap",
+] as const;
+
+/** Workload 11's goal: a new heap, its first malloc(16) and free, and close, in at most this. */
+export const NEW_HEAP_TARGET_NS = 20_000;
+
 /** Why the benchmarks run with Maglev off: a note of bench.json's method and of bench.md. */
 export const V8_NOTE =
   "The benchmarks run with V8's mid-tier compiler off (`--v8-flags=--no-maglev`). " +
@@ -100,6 +115,8 @@ export interface Measurement {
 
 export interface Goal {
   id: string;
+  /** The issue that set it (4 when absent). */
+  issue?: number;
   /** A few words, for the table. */
   short: string;
   goal: string;
@@ -155,6 +172,8 @@ export interface Report {
   ratios: Record<string, number | null>;
   goals: Goal[];
   allocCount: AllocCount | null;
+  /** With `--runs=N`: each ratio of `runRatioKeys` in every run, in run order. */
+  runRatios?: Record<string, (number | null)[]>;
   problems: string[];
 }
 
@@ -300,6 +319,77 @@ export function goals(list: Measurement[], alloc: AllocCount | null): Goal[] {
       scaled?.note,
     );
   }
+  const issue11 = (
+    id: string,
+    short: string,
+    goal: string,
+    workload: string,
+    top: string,
+    bottom: string,
+    target: number,
+  ) => {
+    ratioGoal(id, short, goal, workload, top, bottom, target);
+    out[out.length - 1]!.issue = 11;
+  };
+  issue11(
+    "medium-vs-libc",
+    "1-64 KiB churn: PseudoMalloc / libc",
+    "1 KiB-64 KiB churn, 1,000 live: at most 0.8x libc malloc/free through FFI",
+    "medium",
+    "pseudo",
+    "libc",
+    0.8,
+  );
+  issue11(
+    "medium-written-vs-libc",
+    "the same, written once: PseudoMalloc / libc",
+    "1 KiB-64 KiB churn, every block written once: at most 1.0x libc",
+    "medium-written",
+    "pseudo",
+    "libc",
+    1.0,
+  );
+  issue11(
+    "large-mixed-vs-libc",
+    "64 KiB-4 MiB churn: PseudoMalloc / libc",
+    "64 KiB-4 MiB mixed, 16 live: at most 1.0x libc",
+    "large-mixed",
+    "pseudo",
+    "libc",
+    1.0,
+  );
+  issue11(
+    "realloc-chain-vs-libc",
+    "realloc chain: PseudoMalloc / libc",
+    "realloc chain 16 B to 1 MiB, doubling (a process of its own): at most 2x libc",
+    "realloc-chain",
+    "pseudo",
+    "libc",
+    2,
+  );
+  issue11(
+    "segregated-medium",
+    "1-64 KiB churn: Segregated / PseudoMalloc",
+    "SegregatedAllocator within 2x of PseudoMalloc on the medium workload",
+    "medium",
+    "segregated",
+    "pseudo",
+    2,
+  );
+  const newHeap = find(list, "new-heap", "pseudo");
+  out.push({
+    id: "new-heap",
+    issue: 11,
+    short: "new heap + malloc(16) + free + close",
+    goal: "new PseudoMalloc() + first malloc(16) + free + close(): at most 20 µs",
+    workload: "new-heap",
+    numerator: newHeap?.name ?? "pseudo",
+    denominator: "1 ns",
+    target: NEW_HEAP_TARGET_NS,
+    comparison: "<=",
+    ratio: newHeap?.medianNs ?? null,
+    met: newHeap === undefined ? null : newHeap.medianNs <= NEW_HEAP_TARGET_NS,
+  });
   if (alloc !== null) {
     const subjects = alloc.rows.filter((row) => row.kind === "subject");
     const worst = subjects.reduce((a, b) => (b.bytesPerOp > a.bytesPerOp ? b : a));
@@ -342,6 +432,7 @@ export function derivedRatios(list: Measurement[]): Record<string, number | null
     const b = find(list, "large", "pseudo");
     return a && b ? a.medianNs / b.medianNs : null;
   })();
+  for (const key of runRatioKeys(list)) ratios[key.key] = key.ratio(list);
   for (const workload of ["scale-pair", "scale-churn"]) {
     ratios[`${workload}: 256 MiB / 1 arena`] = ratioOf(
       list,
@@ -364,4 +455,31 @@ export function combineRuns(lists: Measurement[][]): Measurement[] {
     const medianNs = all.length % 2 === 1 ? all[middle]! : (all[middle - 1]! + all[middle]!) / 2;
     return { ...first, medianNs, runsNs: all };
   });
+}
+
+/**
+ * The ratios whose spread over runs bench.md shows: on the workloads of issue 11, every peer's time
+ * over libc's (over PseudoMalloc's on the new heap, which has no libc peer).
+ */
+export function runRatioKeys(
+  list: Measurement[],
+): { key: string; ratio: (list: Measurement[]) => number | null }[] {
+  const keys: { key: string; ratio: (list: Measurement[]) => number | null }[] = [];
+  for (const workload of LARGE_WORKLOADS) {
+    const bottom = workload === "new-heap" ? "pseudo" : "libc";
+    for (const m of list.filter((m) => m.workload === workload && m.peer !== bottom)) {
+      keys.push({
+        key: `${workload}: ${m.peer} / ${bottom}`,
+        ratio: (other) => ratioOf(other, workload, m.peer, bottom),
+      });
+    }
+  }
+  return keys;
+}
+
+/** Each run's value of every ratio of `runRatioKeys`. */
+export function ratiosByRun(lists: Measurement[][]): Record<string, (number | null)[]> {
+  const out: Record<string, (number | null)[]> = {};
+  for (const { key, ratio } of runRatioKeys(lists[0] ?? [])) out[key] = lists.map(ratio);
+  return out;
 }

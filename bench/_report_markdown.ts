@@ -1,8 +1,16 @@
 // bench.md, the tables of `deno task bench:report` (report.ts) for docs/performance.md: time per
-// operation of every peer on every workload, flat cost with scale, the goals of issue 4 and the
-// small-request goal against the JS floors.
+// operation of every peer on every workload, the workloads of issue 11 with their spread over runs,
+// flat cost with scale, the goals of issues 4 and 11 and the small-request goal against the JS
+// floors.
 
-import { find, ratioOf, type Report, V8_NOTE } from "./_report_data.ts";
+import {
+  find,
+  type Goal,
+  type Measurement,
+  ratioOf,
+  type Report,
+  V8_NOTE,
+} from "./_report_data.ts";
 
 // --- formatting --------------------------------------------------------------------------------------
 
@@ -40,8 +48,126 @@ const ROWS = [
   { workload: "calloc-small", label: "5a. calloc 16-1008 B + free" },
   { workload: "calloc-large", label: "5b. calloc 4 KiB-1 MiB + free" },
   { workload: "calloc-fresh", label: "5c. calloc 64 MiB + free (fresh)" },
-  { workload: "realloc", label: "5d. realloc 16 B → 1 MiB (per chain)" },
+  {
+    workload: "realloc",
+    label: "5d. realloc 16 B → 1 MiB (per chain), after workloads 1-5c in one process",
+  },
 ];
+
+/** The columns of the table of issue 11's workloads (bench/large_bench.ts). */
+const LARGE_COLUMNS = [
+  { peer: "pseudo", label: "PseudoMalloc" },
+  { peer: "libc", label: "libc via FFI" },
+  { peer: "segregated", label: "Segregated" },
+  { peer: "first-fit", label: "FirstFit" },
+  { peer: "mmap-allocator", label: "Mmap" },
+  { peer: "bump", label: "Bump" },
+  { peer: "cell", label: "Cell" },
+  { peer: "thing", label: "@thi.ng/malloc" },
+  { peer: "dlmalloc", label: "dlmalloc (sql.js)" },
+  { peer: "tlsf", label: "TLSF (AssemblyScript)" },
+];
+
+const LARGE_ROWS = [
+  { workload: "medium", label: "7. 1-64 KiB churn, 1,000 live (free + malloc)" },
+  { workload: "medium-written", label: "8. the same, each block written once" },
+  { workload: "large-mixed", label: "9. 64 KiB-4 MiB churn, 16 live" },
+  { workload: "realloc-chain", label: "10. realloc 16 B → 1 MiB (per chain), own process" },
+  { workload: "new-heap", label: "11. new heap + malloc(16) + free + close" },
+];
+
+/** A ratio's median over runs, with the lowest and highest: "0.52x (0.49-0.60)". */
+function spread(values: (number | null)[]): string {
+  const known = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
+  if (known.length === 0) return "n/a";
+  const middle = known.length >> 1;
+  const median = known.length % 2 === 1
+    ? known[middle]!
+    : (known[middle - 1]! + known[middle]!) / 2;
+  const range = known.length > 1
+    ? ` (${formatRatio(known[0]!).slice(0, -1)}-${formatRatio(known.at(-1)!)})`
+    : "";
+  return `${formatRatio(median)}${range}`;
+}
+
+/** The tables of issue 11's workloads: times, then each ratio to libc's with its spread. */
+function largeTables(report: Report, lines: string[]): void {
+  const list = report.measurements;
+  const rows = LARGE_ROWS.filter((row) => list.some((m) => m.workload === row.workload));
+  if (rows.length === 0) return;
+  const columns = LARGE_COLUMNS.filter((c) => rows.some((r) => find(list, r.workload, c.peer)));
+  lines.push(
+    "",
+    "Beyond small blocks (issue 11; bench/large_bench.ts, one process per workload). Median time " +
+      "per operation; `ratio` is PseudoMalloc / libc (workload 11: the time itself):",
+    "",
+    `| workload | ${columns.map((c) => c.label).join(" | ")} | ratio |`,
+    `| --- | ${columns.map(() => "---:").join(" | ")} | ---: |`,
+  );
+  for (const row of rows) {
+    const cells = columns.map((column) => {
+      const measured = find(list, row.workload, column.peer);
+      return measured === undefined ? "" : formatNs(measured.medianNs);
+    });
+    const ratio = row.workload === "new-heap"
+      ? ""
+      : formatRatio(ratioOf(list, row.workload, "pseudo", "libc"));
+    lines.push(`| ${row.label} | ${cells.join(" | ")} | ${ratio} |`);
+  }
+  const floors = ["write-memset", "write-memset-number", "write-fill"]
+    .map((peer) => find(list, "medium-written", peer))
+    .filter((m): m is Measurement => m !== undefined);
+  if (floors.length > 0) {
+    lines.push(
+      "",
+      "Workload 8's write alone (the same sizes at one address, no allocator): " +
+        floors.map((m) => `${m.name} ${formatNs(m.medianNs)}`).join(", ") +
+        ". Native peers write with memset through FFI, @thi.ng/malloc and the wasm peers " +
+        "with `Uint8Array.prototype.fill` over their buffer.",
+    );
+  }
+  const runs = report.runRatios;
+  if (runs !== undefined && Object.keys(runs).length > 0) {
+    const peers = columns.filter((c) => c.peer !== "libc");
+    lines.push(
+      "",
+      `Ratios to libc (workload 11: to PseudoMalloc), median of ${
+        list[0]?.runsNs?.length ?? "the"
+      } runs with the lowest and highest run:`,
+      "",
+      `| workload | ${peers.map((c) => c.label).join(" | ")} |`,
+      `| --- | ${peers.map(() => "---:").join(" | ")} |`,
+    );
+    for (const row of rows) {
+      const bottom = row.workload === "new-heap" ? "pseudo" : "libc";
+      const cells = peers.map((column) => {
+        const values = runs[`${row.workload}: ${column.peer} / ${bottom}`];
+        return values === undefined ? "" : spread(values);
+      });
+      lines.push(`| ${row.label} | ${cells.join(" | ")} |`);
+    }
+  }
+}
+
+/** One table of goals. */
+function goalTable(goals: Goal[], lines: string[]): void {
+  lines.push("| goal | workload | target | measured | met |");
+  lines.push("| --- | --- | ---: | ---: | :---: |");
+  for (const goal of goals) {
+    const measured = goal.id === "no-allocation"
+      ? `${goal.ratio === null ? "n/a" : goal.ratio.toFixed(2)} B/op`
+      : goal.id === "new-heap"
+      ? goal.ratio === null ? "n/a" : formatNs(goal.ratio)
+      : formatRatio(goal.ratio);
+    const target = goal.id === "no-allocation"
+      ? `< ${goal.target} B/op`
+      : goal.id === "new-heap"
+      ? `≤ ${formatNs(goal.target)}`
+      : `≤ ${goal.target}x`;
+    const met = goal.met === null ? "?" : goal.met ? "yes" : "**no**";
+    lines.push(`| ${goal.short} | ${goal.workload} | ${target} | ${measured} | ${met} |`);
+  }
+}
 
 export function markdown(report: Report): string {
   const m = report.machine;
@@ -88,6 +214,8 @@ export function markdown(report: Report): string {
     );
   }
 
+  largeTables(report, lines);
+
   const scaleRows = ["scale-pair", "scale-churn"].map((workload) => ({
     workload,
     one: find(list, workload, "pseudo-1"),
@@ -110,18 +238,13 @@ export function markdown(report: Report): string {
     if (note !== undefined) lines.push("", `256 MiB heap: ${note}.`);
   }
 
+  const goals4 = report.goals.filter((goal) => (goal.issue ?? 4) === 4);
+  const goals11 = report.goals.filter((goal) => goal.issue === 11);
   lines.push("", "Goals of issue 4 (ratios of medians from the same run):", "");
-  lines.push("| goal | workload | target | measured | met |");
-  lines.push("| --- | --- | ---: | ---: | :---: |");
-  for (const goal of report.goals) {
-    const measured = goal.id === "no-allocation"
-      ? `${goal.ratio === null ? "n/a" : goal.ratio.toFixed(2)} B/op`
-      : formatRatio(goal.ratio);
-    const target = goal.id === "no-allocation" ? `< ${goal.target} B/op` : `≤ ${goal.target}x`;
-    const met = goal.met === null ? "?" : goal.met ? "yes" : "**no**";
-    lines.push(
-      `| ${goal.short} | ${goal.workload} | ${target} | ${measured} | ${met} |`,
-    );
+  goalTable(goals4, lines);
+  if (goals11.length > 0) {
+    lines.push("", "Goals of issue 11 (ratios of medians from the same process):", "");
+    goalTable(goals11, lines);
   }
   if (report.allocCount !== null) {
     lines.push(

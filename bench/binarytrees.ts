@@ -1,7 +1,9 @@
 // binary-trees (the Computer Language Benchmarks Game program) with every tree node in native
 // memory, run on each allocator of the family, on libc malloc through FFI, and on plain JS objects
 // as the garbage-collected reference. It prints a table (time, peak memory, ratio to libc) and
-// makes binarytrees.svg (bar chart) and binarytrees.md (the table, for docs/performance.md).
+// makes binarytrees.svg (bar chart) and binarytrees.md (the table, for docs/performance.md). Each
+// allocator's row also counts the system calls of its run (mmap, munmap, mremap, madvise,
+// mprotect): mapping every node is what makes MmapAllocator slow.
 //
 //   deno task binarytrees [--depth=N] [--budget=SECONDS] [--no-warmup] [--only=name,name] [--write]
 //
@@ -39,6 +41,7 @@ import {
   renderSvg,
   type Row,
   sameChecks,
+  systemCallsText,
   timeText,
 } from "./_binarytrees_report.ts";
 
@@ -109,7 +112,9 @@ async function main(): Promise<void> {
       warmup ? `after one warm-up run at depth ${warmupDepth}` : "without warm-up"
     }; ${budgetText}. Time: from creating the allocator to freeing the last tree. Peak memory: ` +
     `the allocator's peakMappedBytes (bytes mapped from the OS); for libc and JS, deltas sampled ` +
-    `when the most nodes are live (they include whatever else the process allocated meanwhile).`;
+    `when the most nodes are live (they include whatever else the process allocated meanwhile). ` +
+    `System calls: the allocator's stats().systemCalls after the run (close not included); ` +
+    `libc's and V8's are not counted.`;
   console.log(setup);
   console.log();
 
@@ -122,8 +127,9 @@ async function main(): Promise<void> {
       const r = runner.run(depth, budgetMs === undefined ? {} : { budgetMs });
       row.result = r;
       const memory = r.memoryBytes === undefined ? "n/a" : formatBytes(r.memoryBytes);
+      const calls = r.stats === undefined ? "" : `, system calls: ${systemCallsText(r)}`;
       console.log(
-        `  ${variant.name.padEnd(20)} ${timeText(r, " ms")}, ${memory} (${r.memorySource})`,
+        `  ${variant.name.padEnd(20)} ${timeText(r, " ms")}, ${memory} (${r.memorySource})${calls}`,
       );
     } catch (error) {
       row.error = error instanceof Error ? `${error.name}: ${error.message}` : String(error);

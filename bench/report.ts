@@ -3,7 +3,8 @@
 // every goal of issue 4 with its target, measured ratio and whether it is met), bench.md (tables
 // for docs/performance.md, also printed on stdout) and bench.svg (a bar chart).
 //
-//   deno task bench:report [--runs=N] [--skip-alloc] [--from=FILE] [--write]
+//   deno task bench:report [--runs=N] [--suite=all|small|large] [--skip-alloc] [--from=FILE]
+//                          [--write]
 //
 // Where the documents go: by default into a new temporary directory (named on stderr), so that a
 // run leaves the working tree as it was; with `--write`, into docs/ (the tracked copies that the
@@ -14,7 +15,14 @@
 // comes from alloc_bench.ts's own timing of each iteration (Deno's JSON has no median); Deno's
 // avg, min and p75 are kept in bench.json too. Options: `--runs=N` runs the benchmarks N times and
 // takes the median of the N medians (steadier on a busy machine); `--skip-alloc` skips the
-// allocation count; `--from=FILE` rebuilds the documents from a saved bench.json, running nothing.
+// allocation count; `--from=FILE` rebuilds the documents from a saved bench.json, running nothing;
+// `--suite=small` runs only alloc_bench.ts (the workloads of issue 4), `--suite=large` only
+// large_bench.ts (those of issue 11).
+//
+// The workloads of issue 11 (bench/large_bench.ts) run one process per workload, as the issue
+// measured them (libc's heap then holds that workload's blocks only); with `--runs=N` each run is
+// alloc_bench.ts followed by the five of them, so the processes of one workload alternate with the
+// others'. bench.md shows the spread over the runs of every ratio to libc on those workloads.
 //
 // This file runs the benchmarks and writes the documents; the data and what is derived from it (the
 // ratios, the goals) are in `_report_data.ts`, bench.md's tables in `_report_markdown.ts`, and
@@ -28,8 +36,10 @@ import {
   type DenoBenchJson,
   derivedRatios,
   goals,
+  LARGE_WORKLOADS,
   type Measurement,
   measurements,
+  ratiosByRun,
   type Report,
   type SamplesLine,
   V8_NOTE,
@@ -40,7 +50,8 @@ import { svgChart } from "./_report_chart.ts";
 /** Flags of the benchmark run. Maglev off: see `V8_NOTE` (`_report_data.ts`). */
 export const BENCH_FLAGS = [
   "--allow-ffi",
-  "--allow-env=NODE_ENV,UMBRELLA_ASSERTS",
+  // CI: read by the AssemblyScript compiler when it loads (large_bench.ts's TLSF peer).
+  "--allow-env=NODE_ENV,UMBRELLA_ASSERTS,CI",
   "--v8-flags=--no-maglev",
 ];
 /** Flags of the allocation count: no GC while a loop is measured, and `gc()`. */
@@ -133,17 +144,21 @@ async function benchOnce(
 
 // --- main ----------------------------------------------------------------------------------------
 
-const USAGE = "Usage: deno task bench:report [--runs=N] [--skip-alloc] [--from=FILE] [--write]";
+const USAGE = "Usage: deno task bench:report [--runs=N] [--suite=all|small|large] " +
+  "[--skip-alloc] [--from=FILE] [--write]";
+
+type Suite = "all" | "small" | "large";
 
 /** The command line; `undefined` (after a message) when it is bad. */
 function options(
   args: string[],
-): { runs: number; skipAlloc: boolean; from?: string; write: boolean } | undefined {
+): { runs: number; suite: Suite; skipAlloc: boolean; from?: string; write: boolean } | undefined {
   try {
     const { values } = parseArgs({
       args,
       options: {
         runs: { type: "string", default: "1" },
+        suite: { type: "string", default: "all" },
         "skip-alloc": { type: "boolean", default: false },
         from: { type: "string" },
         write: { type: "boolean", default: false },
@@ -153,8 +168,13 @@ function options(
     if (!(Number.isInteger(runs) && runs >= 1)) {
       throw new Error(`--runs must be a whole number of runs, at least 1, not "${values.runs}"`);
     }
+    const suite = values.suite;
+    if (suite !== "all" && suite !== "small" && suite !== "large") {
+      throw new Error(`--suite must be all, small or large, not "${suite}"`);
+    }
     return {
       runs,
+      suite,
       skipAlloc: values["skip-alloc"],
       ...(values.from === undefined ? {} : { from: values.from }),
       write: values.write,
@@ -191,7 +211,7 @@ async function formatted(text: string, ext: "json" | "md" | "svg"): Promise<stri
 async function main(): Promise<void> {
   const args = options(Deno.args);
   if (args === undefined) Deno.exit(2);
-  const { from, runs, skipAlloc, write } = args;
+  const { from, runs, suite, skipAlloc, write } = args;
   let report: Report;
   if (from !== undefined) {
     report = JSON.parse(await Deno.readTextFile(from)) as Report;
@@ -207,20 +227,41 @@ async function main(): Promise<void> {
       "--",
       "--samples",
     ];
+    const largeArgs = (workload: string) => [
+      "bench",
+      ...BENCH_FLAGS,
+      "--json",
+      "bench/large_bench.ts",
+      "--",
+      "--samples",
+      `--workload=${workload}`,
+    ];
+    const processes: { label: string; args: string[] }[] = [];
+    if (suite !== "large") processes.push({ label: "alloc_bench.ts", args: benchArgs });
+    if (suite !== "small") {
+      for (const workload of LARGE_WORKLOADS) {
+        processes.push({ label: `large_bench.ts ${workload}`, args: largeArgs(workload) });
+      }
+    }
     const problems: string[] = [];
     const lists: Measurement[][] = [];
     let cpu = "unknown";
     for (let index = 1; index <= runs; index++) {
-      console.error(
-        `running${runs > 1 ? ` (${index} of ${runs})` : ""}: deno ${benchArgs.join(" ")} ` +
-          "(about half a minute)",
-      );
-      const once = await benchOnce(benchArgs);
-      cpu = once.cpu;
-      lists.push(once.list);
-      problems.push(
-        ...once.problems.map((problem) => runs > 1 ? `run ${index}: ${problem}` : problem),
-      );
+      const list: Measurement[] = [];
+      for (const process of processes) {
+        console.error(
+          `running${runs > 1 ? ` (${index} of ${runs})` : ""}: deno ${process.args.join(" ")}`,
+        );
+        const once = await benchOnce(process.args);
+        cpu = once.cpu;
+        list.push(...once.list);
+        problems.push(
+          ...once.problems.map((problem) =>
+            `${runs > 1 ? `run ${index}, ` : ""}${process.label}: ${problem}`
+          ),
+        );
+      }
+      lists.push(list);
     }
     const list = combineRuns(lists);
 
@@ -241,7 +282,7 @@ async function main(): Promise<void> {
       generated: new Date().toISOString(),
       machine: { ...machine(cpu), loadAverageBefore: loadBefore },
       method: {
-        command: `deno ${benchArgs.join(" ")}`,
+        command: processes.map((process) => `deno ${process.args.join(" ")}`).join("; "),
         allocCommand: allocCount === null ? null : `deno ${allocArgs.join(" ")}`,
         notes: [
           `${runs} benchmark run${
@@ -254,6 +295,10 @@ async function main(): Promise<void> {
           "for every peer; libc gets sizes as bigints, which keeps Deno's FFI fast call path.",
           "@thi.ng/malloc: one MemPool of 64 MiB per workload, library defaults (compact: true, " +
           "split: true, minSplit: 16, align: 8).",
+          "The workloads of issue 11 (bench/large_bench.ts) run one process per workload; " +
+          "their MemPools are 256 MiB (medium), 512 MiB (large) and 64 MiB (realloc chain). " +
+          "The write of workload 8 is libc's memset through FFI for native memory and " +
+          "Uint8Array fill for a JS buffer or wasm memory (bench/_large_workloads.ts).",
           V8_NOTE,
         ],
       },
@@ -261,6 +306,7 @@ async function main(): Promise<void> {
       ratios: derivedRatios(list),
       goals: goals(list, allocCount),
       allocCount,
+      ...(runs > 1 ? { runRatios: ratiosByRun(lists) } : {}),
       problems,
     };
   }

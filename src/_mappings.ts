@@ -1,12 +1,27 @@
-// Blocks that own a whole mapping each: the large blocks of PseudoMalloc and SegregatedAllocator,
-// and every block of MmapAllocator. One record per block; the OS does the rest.
+// Blocks that own whole pages each: the large blocks of PseudoMalloc and SegregatedAllocator, and
+// every block of MmapAllocator. No two blocks share a page; each comes from a mapping obtained
+// with `mmap` and is kept in a record, keyed by its address.
 //
-// Optionally, released mappings are kept in a bounded cache and handed out again for a request of
-// the same page count, so a program that allocates and frees the same large sizes makes no system
-// call at all. The cap is the larger of `cacheFloor` (8 MiB by default) and 1/8 of the bytes mapped
-// for live blocks; a release beyond it unmaps the oldest cached mapping. A cached mapping keeps
-// its old contents, so `mapZeroed` (calloc) never takes one: a fresh mapping is already zero and
-// costs no memset.
+// Without the cache (`cache: false`, MmapAllocator) every block is a mapping of its own: `malloc`
+// maps, `free` unmaps, `realloc` remaps.
+//
+// With the cache (`cache: true`), released pages stay mapped and serve the next requests (see
+// `_page_cache.ts`): a request takes the best-fitting free span, whatever size it was released
+// with, and leaves the rest free; freed neighbours merge again. `realloc` grows a block in place
+// when the span above it is free (no call, no copy), shrinks it in place (the tail becomes free),
+// and otherwise asks the OS to move it (`mremap`). So a program that allocates and frees varied
+// large sizes makes almost no system call, and touches pages that are already there.
+//
+// What the cache may keep (its budget), and when it gives memory back:
+// - At most the larger of `cacheFloor` (8 MiB by default) and 1/8 of the bytes mapped for live
+//   blocks. A release beyond it first unmaps the cached spans released longest ago.
+// - A cached span not reused within `DECAY_RELEASES` (4096) later releases is unmapped at the next
+//   release: memory that the program's sizes stopped asking for goes back while it runs.
+// - After `IDLE_MS` (1 s) with no call on these blocks, all of it goes back (an idle timer that
+//   does not keep the process alive; only when an `idleTimer` is given), and `trim` gives it
+//   back at once.
+// A cached span keeps its old contents, so `mapZeroed` (calloc) clears one that was used before; a
+// span never handed out since the OS mapped it is still zero and is not cleared.
 //
 // Every system call goes through the `Os` given to the constructor and is made before the records
 // change: when `munmap` fails (an `OsError`; Linux refuses to split a mapping past
@@ -16,46 +31,47 @@
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "./errors.ts";
 import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
+import { AddressTable } from "./_address_table.ts";
+import { newSpan, PageCache, type Region, type Span } from "./_page_cache.ts";
+import type { IdleTimer } from "../ffi/idle_timer.ts";
 import type { Os } from "../ffi/os.ts";
-
-interface Mapping {
-  /** Where it is mapped. */
-  address: number;
-  /** Bytes mapped: the request rounded up to whole pages. */
-  length: number;
-  /** Bytes requested. */
-  requested: number;
-  /** One view over the whole mapping, made on first use. */
-  bytes: Uint8Array | undefined;
-}
 
 /** How many unmapped addresses are remembered to tell a double free from a foreign address. */
 const RECENT_UNMAPS = 1024;
+
+/** A cached span not reused within this many later releases goes back to the OS. */
+export const DECAY_RELEASES = 4096;
+
+/** With no call for this long, the cache goes back to the OS (with an idle timer). */
+export const IDLE_MS = 1000;
 
 /** Options of {@linkcode Mappings}. */
 export interface MappingsOptions {
   /** What error messages call a block. @default {"block"} */
   label?: string;
-  /** Keep released mappings for reuse (see the file comment). @default {false} */
+  /** Keep released pages for reuse (see the file comment). @default {false} */
   cache?: boolean;
   /** The cache may always hold this many bytes. @default {8 MiB} */
   cacheFloor?: number;
+  /** Gives the cache back after `IDLE_MS` without a call. @default {undefined: never} */
+  idleTimer?: IdleTimer;
 }
 
-/** A set of page-rounded mappings, one per block, keyed by address. */
+/** Blocks of whole pages, keyed by address; see the file comment. */
 export class Mappings {
   #pageSize: number;
   #label: string;
-  #blocks = new Map<number, Mapping>();
+  #blocks: AddressTable<Span>;
   #recentUnmaps = new Set<number>();
   #mappedBytes = 0;
   #requestedBytes = 0;
   #caching: boolean;
   #cacheFloor: number;
-  #cached = new Map<number, Mapping[]>(); // page-rounded length -> released mappings (a stack)
-  #cachedRecords = new Map<number, Mapping>(); // address -> its record, oldest first
-  #cachedBytes = 0;
-
+  #cache: PageCache;
+  #idleTimer: IdleTimer | undefined;
+  #idleHandle: unknown = undefined;
+  /** Calls so far, for the idle timer to see whether any came. */
+  #calls = 0;
   #os: Os;
 
   /**
@@ -65,17 +81,20 @@ export class Mappings {
   constructor(os: Os, options: MappingsOptions = {}) {
     this.#os = os;
     this.#pageSize = os.pageSize();
+    this.#blocks = new AddressTable(this.#pageSize);
     this.#label = options.label ?? "block";
     this.#caching = options.cache ?? false;
     this.#cacheFloor = options.cacheFloor ?? 8 << 20;
+    this.#cache = new PageCache(this.#pageSize);
+    this.#idleTimer = options.idleTimer;
   }
 
-  /** Bytes of released mappings kept for reuse (still mapped). */
+  /** Bytes of released pages kept for reuse (still mapped). */
   get cachedBytes(): number {
-    return this.#cachedBytes;
+    return this.#cache.bytes;
   }
 
-  /** Live mappings. */
+  /** Live blocks. */
   get count(): number {
     return this.#blocks.size;
   }
@@ -96,122 +115,174 @@ export class Mappings {
   }
 
   /**
-   * Maps a block of `size` bytes (at least one page) and returns its address: a cached mapping of
-   * the same page count when there is one (old contents), else a fresh zeroed one.
+   * Maps a block of `size` bytes (at least one page) and returns its address: cached pages when
+   * some fit (old contents), else a fresh zeroed mapping.
    */
   map(size: number): number {
-    const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const block = this.#cached.get(length)?.pop();
-    if (block === undefined) return this.mapZeroed(size);
-    // A cached mapping: its record (and its view) serve again.
-    const address = block.address;
-    this.#cachedRecords.delete(address);
-    this.#cachedBytes -= length;
-    block.requested = size;
-    this.#blocks.set(address, block);
-    this.#mappedBytes += length;
-    this.#requestedBytes += size;
-    return address;
+    this.#calls++;
+    const length = this.#lengthFor(size);
+    const span = this.#cache.take(length, size);
+    return span === undefined ? this.#mapFresh(length, size) : this.#track(span, size);
   }
 
-  /** Like {@linkcode Mappings.prototype.map}, but always a fresh mapping: zeroed by the OS. */
+  /** Like {@linkcode Mappings.prototype.map}, but zeroed: cached pages are cleared if used. */
   mapZeroed(size: number): number {
-    const length = roundUp(Math.max(size, 1), this.#pageSize);
-    const address = this.#os.map(length);
-    this.#track(address, length, size);
-    return address;
-  }
-
-  /** Records a live block at a fresh (or moved) mapping. */
-  #track(address: number, length: number, size: number): void {
-    this.#recentUnmaps.delete(address);
-    this.#blocks.set(address, { address, length, requested: size, bytes: undefined });
-    this.#mappedBytes += length;
-    this.#requestedBytes += size;
+    this.#calls++;
+    const length = this.#lengthFor(size);
+    const span = this.#cache.take(length, size);
+    if (span === undefined) return this.#mapFresh(length, size);
+    if (!span.clean) this.#bytesOf(span).fill(0);
+    return this.#track(span, size);
   }
 
   /**
    * Unmaps (or caches) the live block at `address` and returns its requested size; throws
    * (changing nothing) when there is no live block there, or when `munmap` fails (`OsError`; the
-   * block then stays live, and cached mappings evicted before the failure stay unmapped).
+   * block then stays live, and cached spans given back before the failure stay unmapped).
    */
   unmap(address: number): number {
-    const block = this.#blocks.get(address);
-    if (block === undefined) throw this.rejection(address, "free");
-    if (this.#caching) this.#makeRoom(block.length);
-    const kept = this.#caching && block.length <= this.#cap(-block.length);
-    if (!kept) this.#os.unmap(address, block.length); // the only call that can fail: first
-    this.#blocks.delete(address);
-    this.#mappedBytes -= block.length;
-    this.#requestedBytes -= block.requested;
-    if (kept) this.#cache(address, block);
-    else this.#remember(address);
-    return block.requested;
+    this.#calls++;
+    const span = this.#blocks.delete(address); // one probe, put back if a call fails
+    if (span === undefined) throw this.rejection(address, "free");
+    let kept: boolean;
+    try {
+      kept = this.#caching && this.#makeRoom(span.length);
+      if (!kept) this.#os.unmap(address, span.length);
+    } catch (error) {
+      this.#blocks.set(address, span);
+      throw error;
+    }
+    this.#mappedBytes -= span.length;
+    this.#requestedBytes -= span.requested;
+    const requested = span.requested;
+    if (kept) {
+      this.#cache.release(span);
+      this.#armIdleTimer();
+    } else {
+      this.#remember(address);
+    }
+    return requested;
   }
 
   /**
-   * Resizes the live block at `address` to `size` bytes and returns its address, which moves when
-   * the page count changes and the OS moves it (`mremap`), or where there is no `mremap` (map, copy,
-   * unmap). Throws, changing nothing, when the block is not live or the OS refuses.
+   * Resizes the live block at `address` to `size` bytes and returns its address. With the cache,
+   * in place when it shrinks or the span above is free; otherwise the OS moves it (`mremap`), or,
+   * where there is no `mremap`, a new block is mapped, the bytes copied and the old block freed.
+   * Throws, changing nothing, when the block is not live or the OS refuses.
    */
   resize(address: number, size: number): number {
-    const block = this.#blocks.get(address);
-    if (block === undefined) throw this.rejection(address, "reallocate");
-    const length = roundUp(Math.max(size, 1), this.#pageSize);
-    let moved = address;
-    if (length !== block.length) {
-      const remapped = this.#os.remap(address, block.length, length);
-      if (remapped === undefined) {
-        moved = this.#os.map(length);
-        const kept = Math.min(block.length, length);
-        new Uint8Array(this.#os.view(moved, kept)).set(this.view(address, kept));
-        try {
-          this.#os.unmap(address, block.length);
-        } catch (error) {
-          // The new mapping goes again (a whole mapping of its own: unmapping it splits nothing);
-          // if even that fails, the first error is the one to report.
-          try {
-            this.#os.unmap(moved, length);
-          } catch { /* the copy stays mapped: nothing else can be done */ }
-          throw error;
-        }
-      } else {
-        moved = remapped;
-      }
+    this.#calls++;
+    const span = this.#blocks.get(address);
+    if (span === undefined) throw this.rejection(address, "reallocate");
+    const length = this.#lengthFor(size);
+    if (length === span.length || (this.#caching && this.#resizeInPlace(span, length))) {
+      this.#requestedBytes += size - span.requested;
+      span.requested = size;
+      return address;
     }
-    this.#forget(address, block);
-    this.#track(moved, length, size);
+    let moved: number | undefined;
+    try {
+      moved = this.#os.remap(address, span.length, length);
+    } catch (error) {
+      // Refused (out of memory, or the pages span two kernel mappings): copy instead, when the
+      // cache may have pages for it; without the cache the refusal is the answer.
+      if (!this.#caching) throw error;
+    }
+    if (moved === undefined) return this.#moveByCopy(span, size);
+    // The old range is gone (or grown in place): it joins nothing below or above any more.
+    this.#detach(span);
+    this.#blocks.delete(address);
+    this.#mappedBytes += length - span.length;
+    this.#requestedBytes += size - span.requested;
+    if (moved !== address) this.#remember(address);
+    const region: Region = { base: moved, length, bytes: undefined };
+    span.address = moved;
+    span.length = length;
+    span.requested = size;
+    span.region = region;
+    this.#blocks.set(moved, span);
     return moved;
   }
 
   /** A view of the first `length` bytes of the live block at `address` (checked by the caller). */
   view(address: number, length: number): Uint8Array {
-    const block = this.#blocks.get(address)!;
-    block.bytes ??= new Uint8Array(this.#os.view(address, block.length));
-    return block.bytes.subarray(0, length);
+    const span = this.#blocks.get(address)!;
+    const start = address - span.region.base;
+    return this.#regionBytes(span.region).subarray(start, start + length);
   }
 
-  /** The live blocks as `[address, mapped length, requested bytes]`. */
+  /** The live blocks as `[address, mapped length, requested bytes]`, in address order. */
   *entries(): IterableIterator<[number, number, number]> {
-    for (const [address, block] of this.#blocks) yield [address, block.length, block.requested];
+    for (const span of this.#live()) yield [span.address, span.length, span.requested];
+  }
+
+  /**
+   * Checks the records: every live block is whole pages holding its request, listed at its
+   * address; the cache's spans are consistent and merged; the byte counts add up. Throws an
+   * `Error` naming the first broken invariant.
+   */
+  validate(): void {
+    let mapped = 0;
+    let requested = 0;
+    for (const [address, span] of this.#blocks.entries()) {
+      if (span.address !== address || span.requested < 0) {
+        throw new Error(`${this.#label} ${hex(address)} is recorded wrongly`);
+      }
+      if (span.length !== this.#lengthFor(span.requested)) {
+        throw new Error(
+          `${this.#label} ${
+            hex(address)
+          } maps ${span.length} bytes for a request of ${span.requested}`,
+        );
+      }
+      const region = span.region;
+      if (address < region.base || address + span.length > region.base + region.length) {
+        throw new Error(`${this.#label} ${hex(address)} lies outside its mapping`);
+      }
+      for (const neighbour of [span.prev, span.next]) {
+        if (
+          neighbour !== null && neighbour.requested >= 0 && !this.#blocks.has(neighbour.address)
+        ) {
+          throw new Error(`${this.#label} ${hex(address)} has a neighbour that is not recorded`);
+        }
+      }
+      mapped += span.length;
+      requested += span.requested;
+    }
+    if (mapped !== this.#mappedBytes || requested !== this.#requestedBytes) {
+      throw new Error(
+        `the ${this.#label}s count ${this.#mappedBytes} bytes mapped, ${this.#requestedBytes} requested; ` +
+          `they hold ${mapped} and ${requested}`,
+      );
+    }
+    this.#cache.validate();
+    for (const span of this.#cache.spans()) {
+      if (span.next !== null && span.next.prev !== span) {
+        throw new Error(`the span above ${hex(span.address)} does not link back to it`);
+      }
+      if (span.next !== null && span.next.address !== span.address + span.length) {
+        throw new Error(`the span above ${hex(span.address)} is not contiguous with it`);
+      }
+    }
   }
 
   /**
    * The error for an address that is not a live block here: a double free when it was unmapped
-   * recently, an interior address when it falls inside a block, otherwise a foreign address.
+   * recently or lies in cached pages, an interior address when it falls inside a block, otherwise
+   * a foreign address.
    */
   rejection(address: number, verb: string): Error {
     if (typeof address !== "number") return notAnAddress(address, verb);
     const where = `Cannot ${verb} ${hex(address)}`;
     const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
-    if (this.#recentUnmaps.has(address) || this.#cachedRecords.has(address)) {
+    if (this.#recentUnmaps.has(address) || this.#isCached(address)) {
       const message = `${where}: this ${this.#label} was already freed`;
       return isFreeing(verb)
         ? new DoubleFreeError(message, address)
         : new InvalidAddressError(message, address);
     }
-    for (const [start, block] of this.#blocks) {
-      if (address > start && address < start + block.length) {
+    for (const [start, span] of this.#blocks.entries()) {
+      if (address > start && address < start + span.length) {
         return new Invalid(
           `${where}: it is inside the ${this.#label} at ${hex(start)}, not at its start`,
           address,
@@ -222,12 +293,13 @@ export class Mappings {
   }
 
   /**
-   * Unmaps every cached mapping, oldest first; returns the bytes unmapped. When `munmap` fails it
-   * throws `OsError`, and the mappings not unmapped yet stay cached.
+   * Unmaps every cached span, oldest first; returns the bytes unmapped. When `munmap` fails it
+   * throws `OsError`, and the spans not unmapped yet stay cached.
    */
   trim(): number {
-    const bytes = this.#cachedBytes;
-    while (this.#cachedRecords.size > 0) this.#evictOldest();
+    const bytes = this.#cache.bytes;
+    while (this.#cache.oldest !== null) this.#evictOldest();
+    this.#disarmIdleTimer();
     return bytes;
   }
 
@@ -237,13 +309,111 @@ export class Mappings {
    */
   close(): void {
     this.trim();
-    for (const [address, block] of this.#blocks) {
-      this.#os.unmap(address, block.length);
+    for (const span of this.#live()) {
+      const address = span.address;
+      this.#os.unmap(address, span.length);
       this.#blocks.delete(address);
-      this.#mappedBytes -= block.length;
-      this.#requestedBytes -= block.requested;
+      this.#mappedBytes -= span.length;
+      this.#requestedBytes -= span.requested;
     }
     this.#recentUnmaps.clear();
+  }
+
+  // --- private -----------------------------------------------------------------------------------
+
+  /** The live blocks' records, in address order (a copy: the table may change meanwhile). */
+  #live(): Span[] {
+    const spans = Array.from(this.#blocks.entries(), ([, span]) => span);
+    return spans.sort((a, b) => a.address - b.address);
+  }
+
+  #lengthFor(size: number): number {
+    return roundUp(Math.max(size, 1), this.#pageSize);
+  }
+
+  /** Maps a fresh region for a new block; throws `OutOfMemoryError` (changing nothing). */
+  #mapFresh(length: number, size: number): number {
+    const base = this.#os.map(length);
+    this.#recentUnmaps.delete(base);
+    return this.#track(newSpan(base, length, size, { base, length, bytes: undefined }, true), size);
+  }
+
+  /** Records `span` as the live block for `size` bytes; returns its address. */
+  #track(span: Span, size: number): number {
+    this.#blocks.set(span.address, span);
+    this.#mappedBytes += span.length;
+    this.#requestedBytes += size;
+    return span.address;
+  }
+
+  #regionBytes(region: Region): Uint8Array {
+    return region.bytes ??= new Uint8Array(this.#os.view(region.base, region.length));
+  }
+
+  #bytesOf(span: Span): Uint8Array {
+    const start = span.address - span.region.base;
+    return this.#regionBytes(span.region).subarray(start, start + span.length);
+  }
+
+  /**
+   * Resizes the live `span` to `length` bytes without a call: a shrink frees its tail, a growth
+   * takes the front of the free span above. False when it cannot grow here.
+   */
+  #resizeInPlace(span: Span, length: number): boolean {
+    const change = length - span.length;
+    if (change < 0) {
+      // The tail may hold what the block's owner wrote: not clean.
+      const tail = newSpan(span.address + length, -change, -1, span.region, false);
+      tail.prev = span;
+      tail.next = span.next;
+      if (span.next !== null) span.next.prev = tail;
+      span.next = tail;
+      span.length = length;
+      this.#mappedBytes += change;
+      this.#cache.addTail(tail);
+      this.#armIdleTimer();
+      return true;
+    }
+    const above = span.next;
+    if (above === null || above.requested >= 0 || above.length < change) return false;
+    this.#cache.shorten(above, change);
+    span.length = length;
+    this.#mappedBytes += change;
+    return true;
+  }
+
+  /** Moves the block of `span` to a new block of `size` bytes by copying; frees the old one. */
+  #moveByCopy(span: Span, size: number): number {
+    const old = span.address;
+    const kept = Math.min(span.length, this.#lengthFor(size));
+    const moved = this.map(size);
+    this.view(moved, kept).set(this.view(old, kept));
+    try {
+      this.unmap(old);
+    } catch (error) {
+      // The new block goes again (caching it or unmapping it, which splits nothing); if even that
+      // fails, the first error is the one to report.
+      try {
+        this.unmap(moved);
+      } catch { /* the copy stays mapped: nothing else can be done */ }
+      throw error;
+    }
+    return moved;
+  }
+
+  /** Cuts a live span (about to move) out of its region's list of spans. */
+  #detach(span: Span): void {
+    if (span.prev !== null) span.prev.next = null;
+    if (span.next !== null) span.next.prev = null;
+    span.prev = span.next = null;
+  }
+
+  /** True when `address` lies in a cached span. */
+  #isCached(address: number): boolean {
+    for (const span of this.#cache.spans()) {
+      if (address >= span.address && address < span.address + span.length) return true;
+    }
+    return false;
   }
 
   /** The cache's cap when `change` bytes more are mapped for live blocks. */
@@ -252,32 +422,51 @@ export class Mappings {
   }
 
   /**
-   * Unmaps the oldest cached mappings until `length` more bytes fit under the cap that holds once a
-   * live block of `length` bytes is released (or until the cache is empty).
+   * Before a live block of `length` bytes is released into the cache: unmaps the cached spans
+   * that decayed, then the oldest ones until it fits under the cap. Returns false when it would
+   * not fit even into an empty cache (the caller unmaps it).
    */
-  #makeRoom(length: number): void {
+  #makeRoom(length: number): boolean {
+    const cache = this.#cache;
     const cap = this.#cap(-length);
-    while (this.#cachedRecords.size > 0 && this.#cachedBytes + length > cap) this.#evictOldest();
+    if (length > cap) return false;
+    while (cache.oldest !== null && cache.clock - cache.oldest.releasedAt >= DECAY_RELEASES) {
+      this.#evictOldest();
+    }
+    while (cache.oldest !== null && cache.bytes + length > cap) this.#evictOldest();
+    return true;
   }
 
-  /** Unmaps the oldest cached mapping, then forgets it; a failed `munmap` changes nothing. */
+  /** Unmaps the oldest cached span, then forgets it; a failed `munmap` changes nothing. */
   #evictOldest(): void {
-    const [oldest, record] = this.#cachedRecords.entries().next().value!;
-    this.#os.unmap(oldest, record.length);
-    this.#cachedRecords.delete(oldest);
-    const same = this.#cached.get(record.length)!;
-    same.splice(same.indexOf(record), 1);
-    this.#cachedBytes -= record.length;
-    this.#remember(oldest);
+    const oldest = this.#cache.oldest!;
+    this.#os.unmap(oldest.address, oldest.length);
+    this.#cache.forget(oldest);
+    this.#remember(oldest.address);
   }
 
-  /** Keeps a released mapping for reuse (the caller made room for it). */
-  #cache(address: number, block: Mapping): void {
-    const list = this.#cached.get(block.length);
-    if (list === undefined) this.#cached.set(block.length, [block]);
-    else list.push(block);
-    this.#cachedRecords.set(address, block);
-    this.#cachedBytes += block.length;
+  /** Starts the idle timer unless it runs (or there is none). */
+  #armIdleTimer(): void {
+    if (this.#idleTimer === undefined || this.#idleHandle !== undefined) return;
+    const calls = this.#calls;
+    this.#idleHandle = this.#idleTimer.start(() => this.#onIdle(calls), IDLE_MS);
+  }
+
+  #disarmIdleTimer(): void {
+    if (this.#idleHandle === undefined) return;
+    this.#idleTimer!.stop(this.#idleHandle);
+    this.#idleHandle = undefined;
+  }
+
+  /** The idle timer fired: gives the cache back if no call came since it started, else waits. */
+  #onIdle(calls: number): void {
+    this.#idleHandle = undefined;
+    if (this.#calls === calls) {
+      try {
+        this.trim();
+      } catch { /* munmap refused: what is left stays cached, for trim or the next release */ }
+    }
+    if (this.#cache.oldest !== null) this.#armIdleTimer();
   }
 
   /** Remembers an address that no longer holds a block, to call a later free of it a double free. */
@@ -286,12 +475,5 @@ export class Mappings {
     if (this.#recentUnmaps.size > RECENT_UNMAPS) {
       this.#recentUnmaps.delete(this.#recentUnmaps.values().next().value!);
     }
-  }
-
-  #forget(address: number, block: Mapping): void {
-    this.#blocks.delete(address);
-    this.#mappedBytes -= block.length;
-    this.#requestedBytes -= block.requested;
-    this.#remember(address);
   }
 }

@@ -51,3 +51,46 @@ Deno.test("MinimalPeer rejects bad sizes and invalid or double frees", () => {
   assert.throws(() => peer.free(many[99]!), /double free/);
   assert.equal(peer.live, 0);
 });
+
+// The peers of bench/large_bench.ts (issue 11), each through a short correctness run of the
+// benchmark's own loops (bench/_peer_check.ts), in a process of its own: the npm peers read the
+// environment, which the test task does not allow.
+const LARGE_PEERS = [
+  "libc",
+  "pseudo",
+  "segregated",
+  "first-fit",
+  "mmap-allocator",
+  "thing",
+  "dlmalloc",
+  "tlsf",
+];
+const LARGE_WORKLOADS = ["medium", "medium-written", "large-mixed", "realloc-chain"];
+
+Deno.test("every peer of the issue 11 benchmarks keeps its blocks live, disjoint and freed", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-ffi",
+      "--allow-env=NODE_ENV,UMBRELLA_ASSERTS,CI",
+      new URL("../bench/_peer_check.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  const { results } = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    results: { workload: string; peer: string; steps: number; problems: string[] }[];
+  };
+  for (const peer of LARGE_PEERS) {
+    for (const workload of LARGE_WORKLOADS) {
+      // dlmalloc as sql.js ships it exports no realloc.
+      if (peer === "dlmalloc" && workload === "realloc-chain") continue;
+      const result = results.find((r) => r.peer === peer && r.workload === workload);
+      assert.ok(result !== undefined, `${peer} was not checked on ${workload}`);
+      assert.ok(result.steps > 0);
+      assert.deepEqual(result.problems, [], `${peer} on ${workload}`);
+    }
+  }
+});

@@ -3,7 +3,13 @@
 import assert from "node:assert/strict";
 import * as pseudo from "../mod.ts";
 import { nodeCount, peakNodes } from "../bench/_binarytrees_program.ts";
-import { markdownTable, renderSvg, type Row, sameChecks } from "../bench/_binarytrees_report.ts";
+import {
+  markdownTable,
+  renderSvg,
+  type Row,
+  sameChecks,
+  systemCallsText,
+} from "../bench/_binarytrees_report.ts";
 import {
   bumpPoolSize,
   closeLibc,
@@ -173,6 +179,50 @@ Deno.test("markdownTable lists every variant with its ratio to libc, failures la
   assert.match(table.at(-1)!, /^\| Broken \| failed \|.*OutOfMemoryError: full/);
   const libcLine = table.find((line) => line.startsWith("| libc"))!;
   assert.match(libcLine, /\| 1\.00 \| n\/a \|/);
+});
+
+Deno.test("markdownTable shows the system calls of each allocator's run, n/a for libc and JS", () => {
+  const rows = all.map((variant): Row => ({
+    variant: variant.name,
+    kind: variant.kind,
+    result: runBinaryTrees(variant, DEPTH),
+  }));
+  const table = markdownTable(rows).split("\n");
+  assert.match(table[0]!, /\| checks \| system calls \|$/);
+  const cell = (name: string) =>
+    table.find((line) => line.startsWith(`| ${name} |`))!.split(" | ").at(-1);
+  for (const row of rows) {
+    const calls = row.result!.stats?.systemCalls;
+    if (row.kind !== "allocator") {
+      assert.equal(calls, undefined);
+      assert.equal(cell(row.variant), "n/a |");
+      continue;
+    }
+    // The cell names every kind of call made, with its count, and no other.
+    const made = Object.entries(calls!).filter(([, n]) => n > 0);
+    assert.equal(
+      cell(row.variant),
+      `${
+        made.length === 0
+          ? "none"
+          : made.map(([kind, n]) => `${n.toLocaleString("en")} ${kind}`).join(", ")
+      } |`,
+    );
+  }
+  // A mapping per node, each given back: one mmap and one munmap per malloc and free.
+  const mmap = rows.find((row) => row.variant === "MmapAllocator")!.result!;
+  assert.equal(mmap.stats!.systemCalls.mmap, nodeCount(DEPTH));
+  assert.equal(mmap.stats!.systemCalls.munmap, nodeCount(DEPTH));
+  assert.equal(
+    systemCallsText(mmap),
+    `${nodeCount(DEPTH).toLocaleString("en")} mmap, ${
+      nodeCount(DEPTH).toLocaleString("en")
+    } munmap`,
+  );
+  // One buddy arena serves every node of the run.
+  const buddy = rows.find((row) => row.variant === "PseudoMalloc")!.result!.stats!.systemCalls;
+  assert.ok(buddy.mmap <= 2 && buddy.munmap === 0, JSON.stringify(buddy));
+  assert.match(systemCallsText({ ...mmap, complete: false }), /^stopped early: [\d,]+ mmap/);
 });
 
 Deno.test("closeLibc closes the library the libc variant opened", () => {

@@ -257,12 +257,16 @@ Deno.test("PseudoMalloc: a first arena that fails to map leaves the fast paths w
 });
 
 Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, keeps its counts", () => {
-  // A 4 MiB block cached, then a 16 MiB one freed: it evicts the 4 MiB one, then is unmapped.
+  // Two 3 MiB blocks cached, then a 7 MiB one freed: under the 8 MiB cap it evicts both (two
+  // unmaps, oldest first), then is cached.
   let big = 0;
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
-    heap.free(heap.malloc(4 * MiB));
-    big = patterns.add(heap.malloc(16 * MiB), 16 * MiB);
+    const first = heap.malloc(3 * MiB);
+    const second = heap.malloc(3 * MiB);
+    heap.free(first);
+    heap.free(second);
+    big = patterns.add(heap.malloc(7 * MiB), 7 * MiB);
     return { heap, patterns };
   }, (heap, patterns) => {
     heap.free(big);
@@ -289,13 +293,14 @@ Deno.test("PseudoMalloc: realloc where the OS has no mremap (map, copy, unmap) l
   let address = 0;
   const setup = (os: FaultyOs) => {
     const { heap, patterns } = fresh()(os);
-    address = patterns.add(heap.malloc(64 * KiB), 64 * KiB);
+    // Larger than the cache's 8 MiB cap: once copied, the old block is unmapped, not cached.
+    address = patterns.add(heap.malloc(9 * MiB), 9 * MiB);
     return { heap, patterns };
   };
   const grow = (heap: PseudoMalloc, patterns: Patterns) => {
-    const moved = heap.realloc(address, 4 * MiB);
+    const moved = heap.realloc(address, 12 * MiB);
     patterns.remove(address);
-    address = patterns.add(moved, 4 * MiB);
+    address = patterns.add(moved, 12 * MiB);
   };
   const noRemap = () => new FaultyOs({ remap: false });
   assert.ok(sweepOn(noRemap, "map", setup, grow, OutOfMemoryError) >= 1);

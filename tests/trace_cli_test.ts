@@ -3,7 +3,13 @@
 import assert from "node:assert/strict";
 import type { Allocator, AllocatorStats } from "../mod.ts";
 import { PseudoMalloc } from "../mod.ts";
-import { main } from "../src/trace/cli.ts";
+import {
+  builtinTraces,
+  configureAllocator,
+  main,
+  replay,
+  type SystemCalls,
+} from "../src/trace/cli.ts";
 
 const CLI = new URL("../src/trace/cli.ts", import.meta.url).pathname;
 
@@ -57,6 +63,7 @@ Deno.test("trace CLI --json gives every measurement", async () => {
   assert.deepEqual(report.settings, {
     tag: "full",
     timing: true,
+    heap: "both",
     minTimeSeconds: 0,
     seed: 1,
     scale: 0.02,
@@ -93,7 +100,12 @@ Deno.test("trace CLI reads a trace from standard input, CRLF and all", async () 
     /^stdin \(file\): 6 operations, 2 ids, peak live 324 B, largest request 300 B/m,
   );
   // 324 bytes over one 1 MiB arena, and over one 64 KiB chunk of 304-byte cells.
-  assert.match(stdout, /^ {2}pseudo +ok +0\.031 % +1\.0 MiB +[\d.]+ [km]op\/s +n\/a$/m);
+  // Then the ratios (no libc: n/a) and the system calls of the checking replay: one arena's
+  // (its mapping, and its tag pages or none when the process already has them).
+  assert.match(
+    stdout,
+    /^ {2}pseudo +ok +0\.031 % +1\.0 MiB +[\d.]+ [km]op\/s +n\/a +n\/a +[12]$/m,
+  );
   assert.match(stdout, /^ {2}cell +ok +0\.49 % +64\.0 KiB/m);
   assert.match(stdout, /note: cell: cellSize 304 \(the largest request, 300 bytes/);
 });
@@ -182,7 +194,8 @@ Deno.test("main exits with 1 when an allocator breaks a check, naming the line",
     })
   );
   assert.equal(code, 1, output);
-  assert.match(output, /^ {2}broken +FAIL +n\/a +n\/a +n\/a +n\/a$/m);
+  // No utilization, memory or timing; its system calls are those of the replay up to the failure.
+  assert.match(output, /^ {2}broken +FAIL +n\/a +n\/a +n\/a +n\/a +n\/a +\d+$/m);
   assert.match(output, /^ {2}pseudo +ok/m);
   assert.match(
     output,
@@ -238,6 +251,8 @@ const USAGE_ERRORS: [args: string[], message: string][] = [
   [["--tag", "--json"], '--tag must be full, ends or none, not "--json"'],
   [["--tag=some"], '--tag must be full, ends or none, not "some"'],
   [["--allocator=,"], "--allocator needs at least one name"],
+  [["--heap=hot"], '--heap must be warm, fresh or both, not "hot"'],
+  [["--heap"], "--heap needs a value"],
   [
     ["--allocator=pseudo,tcmalloc"],
     'unknown allocator "tcmalloc": expected pseudo, mmap, bump, cell, firstfit, segregated or libc',
@@ -281,6 +296,7 @@ Deno.test("main reads values given apart, files after --, and -h before anything
   assert.deepEqual(report.settings, {
     tag: "full",
     timing: false,
+    heap: "both",
     minTimeSeconds: 0.2,
     seed: 5,
     scale: 0.01,
@@ -296,4 +312,82 @@ Deno.test("main reads values given apart, files after --, and -h before anything
     assert.equal(missing.code, 2);
     assert.match(missing.output, new RegExp(`^error: cannot read ${file}: .*\nRun with --help`));
   }
+});
+
+Deno.test("main shows each allocator's system calls: those of one replay on a new allocator", async () => {
+  const args = ["--allocator=mmap,segregated,pseudo", "--no-timing", "--scale=0.02"];
+  const json = await quietly(() => main([...args, "--json"]));
+  assert.equal(json.code, 0, json.output);
+  const text = await quietly(() => main(args));
+  assert.equal(text.code, 0, text.output);
+  const report = JSON.parse(json.output.slice(json.output.indexOf("{")));
+  const sections = text.output.split("\n\n");
+  const traces = builtinTraces({ scale: 0.02 });
+  const total = (calls: SystemCalls) =>
+    calls.mmap + calls.munmap + calls.mremap + calls.madvise + calls.mprotect;
+  for (const [t, trace] of traces.entries()) {
+    const section = sections[t]!;
+    assert.ok(section.startsWith(`${trace.name} (built-in)`), section);
+    assert.match(section, / sys calls$/m);
+    const runs = report.traces[t].runs as { allocator: string; systemCalls: SystemCalls }[];
+    for (const name of ["mmap", "segregated", "pseudo"]) {
+      const allocator = configureAllocator(name, trace).create();
+      assert.ok(replay(trace, allocator).ok);
+      const expected = allocator.stats().systemCalls;
+      allocator.close();
+      const run = runs.find((r) => r.allocator === name)!;
+      assert.deepEqual(run.systemCalls, expected, `${trace.name}, ${name}`);
+      // The table's last column is their sum; the line under it says which calls.
+      const row = section.split("\n").find((line) => line.startsWith(`  ${name} `))!;
+      assert.equal(row.split(/ +/).at(-1), total(expected).toLocaleString("en"), row);
+      const kinds = (Object.keys(expected) as (keyof SystemCalls)[])
+        .filter((kind) => expected[kind] > 0)
+        .map((kind) => `${expected[kind].toLocaleString("en")} ${kind}`);
+      assert.ok(
+        section.includes(`${name} ${kinds.length > 0 ? kinds.join(", ") : "none"}`),
+        `${name}: ${kinds.join(", ")} in\n${section}`,
+      );
+    }
+    // MmapAllocator: a mapping per block, each given back.
+    const mmap = runs.find((r) => r.allocator === "mmap")!.systemCalls;
+    assert.ok(mmap.mmap >= trace.idLimit / 2 && mmap.munmap === mmap.mmap, trace.name);
+    // libc's calls are unknown.
+    assert.match(section, /^ {2}libc .* n\/a$/m);
+    assert.deepEqual(runs.find((r) => r.allocator === "libc")!.systemCalls, {
+      mmap: null,
+      munmap: null,
+      mremap: null,
+      madvise: null,
+      mprotect: null,
+    });
+  }
+});
+
+Deno.test("main times warm heaps, fresh heaps or both (--heap)", async () => {
+  const base = ["--allocator=pseudo", "--time=0", "--scale=0.01", "--json"];
+  const runsOf = async (heap: string[]) => {
+    const { code, output } = await quietly(() => main([...base, ...heap]));
+    assert.equal(code, 0, output);
+    const report = JSON.parse(output);
+    return { report, runs: report.traces.flatMap((trace: { runs: unknown[] }) => trace.runs) };
+  };
+  const both = await runsOf([]);
+  assert.equal(both.report.settings.heap, "both");
+  for (const run of both.runs) {
+    assert.ok(run.opsPerSecond > 0 && run.fresh.opsPerSecond > 0, JSON.stringify(run));
+  }
+  const [libc, pseudo] = both.report.traces[0].runs;
+  assert.ok(
+    Math.abs(pseudo.fresh.vsLibc - pseudo.fresh.opsPerSecond / libc.fresh.opsPerSecond) < 1e-9,
+  );
+  assert.ok(both.report.summary[1].freshVsLibc > 0);
+  const warm = await runsOf(["--heap=warm"]);
+  for (const run of warm.runs) assert.ok(run.opsPerSecond > 0 && run.fresh === undefined);
+  assert.equal(warm.report.summary[1].freshVsLibc, null);
+  const fresh = await runsOf(["--heap", "fresh"]);
+  for (const run of fresh.runs) assert.equal(run.fresh.opsPerSecond, run.opsPerSecond);
+  const text = await quietly(() =>
+    main(["--allocator=pseudo", "--time=0", "--scale=0.01", "--heap=warm"])
+  );
+  assert.match(text.output, /^ {2}pseudo +ok .* [\d.]+× +n\/a +[\d,]+$/m); // no fresh ratio
 });

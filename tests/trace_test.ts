@@ -1,7 +1,14 @@
 // The trace replayer: parser, generators, the checking replay (against deliberately broken
 // allocators), utilization arithmetic, timing, and every allocator on every built-in trace.
 import assert from "node:assert/strict";
-import { type Allocator, type AllocatorStats, MmapAllocator, PseudoMalloc } from "../mod.ts";
+import {
+  type Allocator,
+  type AllocatorStats,
+  type BumpAllocator,
+  MmapAllocator,
+  OutOfMemoryError,
+  PseudoMalloc,
+} from "../mod.ts";
 import {
   ALLOCATOR_NAMES,
   BUILTIN_TRACES,
@@ -500,6 +507,87 @@ Deno.test("timeReplay and timeLibcReplay measure fresh runs", () => {
   const libc = timeLibcReplay(trace, { minTime: 0, minRuns: 2 });
   assert.equal(libc.runs, 2);
   assert.ok(libc.opsPerSecond > 0);
+});
+
+Deno.test("timeReplay on a warm heap replays on one allocator, every block freed each time", () => {
+  // binary-tree has no realloc, so every replay makes exactly its mallocs.
+  const trace = SMALL_BUILTINS.find((t) => t.name === "binary-tree")!;
+  let mallocs = 0;
+  for (let i = 0; i < trace.length; i++) if (trace.kinds[i] === OP_ALLOC) mallocs++;
+  assert.ok(trace.kinds.includes(OP_FREE) && !trace.kinds.includes(OP_REALLOC));
+  const heaps: PseudoMalloc[] = [];
+  const seen: { runs: number; allocations: number; frees: number; live: number }[] = [];
+  let after = 0;
+  const timing = timeReplay(trace, () => {
+    const heap = new PseudoMalloc();
+    heaps.push(heap);
+    return heap;
+  }, {
+    heap: "warm",
+    minTime: 0,
+    minRuns: 3,
+    afterReplay: (allocator) => {
+      assert.equal(allocator, heaps[0]);
+      assert.equal(allocator.stats().liveAllocations, 0); // the leftovers were freed first
+      after++;
+    },
+    onRun: (runs) => {
+      const stats = heaps[0]!.stats();
+      seen.push({
+        runs,
+        allocations: stats.totalAllocations,
+        frees: stats.totalFrees,
+        live: stats.liveAllocations,
+      });
+    },
+  });
+  assert.equal(timing.heap, "warm");
+  assert.equal(timing.runs, 3);
+  assert.equal(heaps.length, 1, "one allocator for every replay");
+  assert.equal(after, 4, "the warm-up replay and the 3 timed ones");
+  // After timed replay k the heap has served k + 1 replays (the warm-up first), and nothing is live.
+  assert.deepEqual(
+    seen,
+    [1, 2, 3].map((runs) => ({
+      runs,
+      allocations: (runs + 1) * mallocs,
+      frees: (runs + 1) * mallocs,
+      live: 0,
+    })),
+  );
+  assert.throws(() => heaps[0]!.malloc(16), /closed/i, "closed after the last replay");
+
+  const fresh = timeReplay(trace, () => new PseudoMalloc(), { minTime: 0, minRuns: 2 });
+  assert.equal(fresh.heap, "fresh");
+  const libc = timeLibcReplay(trace, { minTime: 0, minRuns: 2, heap: "warm" });
+  assert.equal(libc.heap, "warm");
+  assert.equal(libc.runs, 2);
+  assert.ok(libc.opsPerSecond > 0 && timing.opsPerSecond > 0);
+});
+
+Deno.test("a warm BumpAllocator is reset after each replay, so its one-replay pool suffices", () => {
+  for (const trace of SMALL_BUILTINS) {
+    const setup = configureAllocator("bump", trace);
+    let resets = 0;
+    const timing = timeReplay(trace, setup.create, {
+      heap: "warm",
+      minTime: 0,
+      minRuns: 2,
+      afterReplay: (allocator) => {
+        resets++;
+        setup.afterReplay!(allocator);
+        assert.equal((allocator as BumpAllocator).stats().usedBytes, 0);
+      },
+    });
+    assert.equal(timing.runs, 2, trace.name);
+    assert.equal(resets, 3, trace.name);
+  }
+  // Without the reset, the second replay does not fit the pool.
+  const trace = SMALL_BUILTINS[0]!;
+  assert.throws(
+    () => timeReplay(trace, configureAllocator("bump", trace).create, { heap: "warm", minRuns: 1 }),
+    OutOfMemoryError,
+  );
 });
 
 Deno.test("LibcAllocator rejects foreign frees instead of crashing", () => {

@@ -379,6 +379,7 @@ export class MmapAllocator implements Allocator {
     expect("liveBytes", this.#counters.liveBytes, requested);
     expect("mappedBytes", this.#blocks.mappedBytes, mapped);
     expect("requestedBytes", this.#blocks.requestedBytes, requested);
+    this.#blocks.validate();
   }
 
   /**

@@ -32,6 +32,7 @@ import {
 import { Counters } from "../_counters.ts";
 import { isFreeing, notAnAddress } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
+import { idleTimer } from "../../ffi/idle_timer.ts";
 import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
 import { BlockCache, CACHE_DEPTH } from "./_block_cache.ts";
@@ -80,7 +81,7 @@ export class HeapCore {
     this.#spares = spares;
     this.cache = spares?.takeCache(this.#cacheKey) ??
       new BlockCache(orders, config.minBlockSize, largest);
-    this.large = new Mappings(os, { label: "large block", cache: true });
+    this.large = new Mappings(os, { label: "large block", cache: true, idleTimer });
   }
 
   /** Where this heap's table, arenas and cache go on `close` (`_spares.ts`); `undefined`: none. */

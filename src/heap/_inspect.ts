@@ -91,6 +91,7 @@ export function validateHeap(core: HeapCore): void {
   expect("liveBytes", counters.liveBytes, requested);
   expect("allocatedBytes", core.allocatedBytes(), allocated);
   expect("mappedBytes", core.mapped, mapped + large.cachedBytes);
+  large.validate();
 }
 
 /** The heap as a picture; see `PseudoMalloc.heapMap`. */

@@ -34,8 +34,21 @@ Options:
   --scale=X         size of the built-in traces (default 1: about 100,000 operations each)
   --tag=MODE        payload tagging: full (default), ends (first and last 16 bytes), none
   --time=SECONDS    least time spent timing each allocator on each trace (default 0.2)
+  --heap=MODE       the heap the timed replays run on: warm, fresh or both (default both).
+                    warm: one allocator replays the trace once untimed, then again and again
+                    timed, freeing what the trace leaves live after each replay: a program's
+                    steady state, and libc's (its heap is the process's). fresh: a new
+                    allocator for each timed replay, so each pays a new heap's first use
+                    (its first mappings, first-touch page faults, empty caches). both: the
+                    throughput and "vs libc" columns are warm, the "fresh" column is the
+                    ratio to libc on fresh heaps
   --no-timing       check and measure utilization only
   -h, --help        this text
+
+Columns: utilization is the trace's peak live payload over the allocator's peak memory (the most
+bytes it had mapped at once); "sys calls" counts the mmap, munmap, mremap, madvise and mprotect
+calls of the checking replay (one replay on a new allocator, what the trace leaves live freed;
+close not included), broken down by call under the table.
 
 Exit status: 0 when every check passed, 1 when one failed, 2 for bad arguments or trace files.`;
 
@@ -51,6 +64,7 @@ export interface Options {
   tag: "full" | "ends" | "none";
   time: number;
   timing: boolean;
+  heap: "warm" | "fresh" | "both";
 }
 
 /** A bad argument or an unreadable trace file: exit status 2. */
@@ -69,6 +83,7 @@ const FLAGS = {
   scale: { type: "string" },
   tag: { type: "string" },
   time: { type: "string" },
+  heap: { type: "string" },
   "no-timing": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -95,6 +110,7 @@ export function parseOptions(args: readonly string[], extra: readonly string[]):
     tag: "full",
     time: 0.2,
     timing: true,
+    heap: "both",
   };
   const { tokens } = parseArgs({
     args: [...args],
@@ -174,6 +190,12 @@ export function parseOptions(args: readonly string[], extra: readonly string[]):
       case "time":
         options.time = number("number of seconds");
         if (!(options.time >= 0)) throw new UsageError("--time must not be negative");
+        break;
+      case "heap":
+        if (value !== "warm" && value !== "fresh" && value !== "both") {
+          throw new UsageError(`--heap must be warm, fresh or both, not "${value}"`);
+        }
+        options.heap = value;
         break;
       case "no-timing":
         options.timing = false;

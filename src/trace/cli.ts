@@ -50,7 +50,14 @@ import {
   type TraceRun,
 } from "./report.ts";
 import { type AllocatorSetup, configureAllocator } from "./targets.ts";
-import { timeLibcReplay, timeReplay, type Timing, type TimingOptions } from "./timing.ts";
+import {
+  type HeapMode,
+  timeLibcReplay,
+  timeReplay,
+  type Timing,
+  type TimingOptions,
+} from "./timing.ts";
+import type { SystemCalls } from "../../ffi/counting_os.ts";
 import type { Trace } from "./trace.ts";
 
 export {
@@ -62,6 +69,7 @@ export {
   TraceSemanticsError,
 } from "./trace.ts";
 export type { Allocator, AllocatorStats } from "../allocator.ts";
+export type { SystemCalls } from "../../ffi/counting_os.ts";
 export type { Trace } from "./trace.ts";
 export { parseTrace, TraceSyntaxError } from "./parse.ts";
 export { BUILTIN_TRACES, builtinTraces, DEFAULT_SEED, generateTrace } from "./generate.ts";
@@ -69,12 +77,12 @@ export type { GenerateOptions } from "./generate.ts";
 export { replay } from "./replay.ts";
 export type { ReplayOptions, ReplayResult, ReplayViolation } from "./replay.ts";
 export { timeLibcReplay, timeReplay } from "./timing.ts";
-export type { Timing, TimingOptions } from "./timing.ts";
+export type { HeapMode, Timing, TimingOptions } from "./timing.ts";
 export { LibcAllocator, libcSymbols, measureLibcFootprint } from "./libc.ts";
 export type { LibcFootprint, LibcSymbols } from "./libc.ts";
 export { ALLOCATOR_NAMES, configureAllocator } from "./targets.ts";
 export type { AllocatorSetup } from "./targets.ts";
-export { summarize } from "./report.ts";
+export { summarize, SYSTEM_CALLS } from "./report.ts";
 export type { AllocatorRun, SummaryRow, TraceRun } from "./report.ts";
 
 /** Timed runs per allocator and trace, at least: the fastest of two or more is reported. */
@@ -168,6 +176,25 @@ async function loadTraces(
 
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** libc's counts: its calls are not seen (the process shares its heap). */
+const UNKNOWN_CALLS: SystemCalls = {
+  mmap: NaN,
+  munmap: NaN,
+  mremap: NaN,
+  madvise: NaN,
+  mprotect: NaN,
+};
+
+/** The system calls an allocator has made so far; undefined when its stats cannot say. */
+function callsOf(allocator: Allocator): SystemCalls | undefined {
+  try {
+    const calls = allocator.stats().systemCalls;
+    return calls === undefined ? undefined : { ...calls };
+  } catch {
+    return undefined; // a broken allocator: its failure is already reported
+  }
 }
 
 function closeQuietly(allocator: Allocator): void {
@@ -327,12 +354,21 @@ export async function main(
       onRun: (runs, seconds) =>
         progress.update(Math.min(runs / MIN_RUNS, options.time > 0 ? seconds / options.time : 1)),
     };
+    // The heap of the main columns (warm unless --heap=fresh), and whether fresh heaps are timed.
+    const mainHeap: HeapMode = options.heap === "fresh" ? "fresh" : "warm";
+    const timeFresh = options.heap !== "warm";
+    const on = (heap: HeapMode, setup?: AllocatorSetup): TimingOptions => ({
+      ...timingWithProgress,
+      heap,
+      ...(setup?.afterReplay ? { afterReplay: setup.afterReplay } : {}),
+    });
 
     // libc first, so that every row can show its ratio as it is printed.
     const order = options.allocators.includes("libc")
       ? ["libc", ...options.allocators.filter((name) => name !== "libc")]
       : options.allocators;
     let libcSeconds = NaN;
+    let libcFreshSeconds = NaN;
     for (const name of order) {
       let run: AllocatorRun;
       timingFailure = undefined;
@@ -344,8 +380,13 @@ export async function main(
         const result = replay(trace, libc, checked(name));
         closeQuietly(libc);
         progress.begin(`${trace.name} · libc · timing`);
-        const time = result.ok ? timed(() => timeLibcReplay(trace, timingWithProgress)) : undefined;
+        const time = result.ok ? timed(() => timeLibcReplay(trace, on(mainHeap))) : undefined;
         libcSeconds = time?.bestSeconds ?? NaN;
+        if (timeFresh) progress.begin(`${trace.name} · libc · timing, fresh`);
+        const fresh = result.ok && timeFresh
+          ? mainHeap === "fresh" ? time : timed(() => timeLibcReplay(trace, on("fresh")))
+          : undefined;
+        libcFreshSeconds = fresh?.bestSeconds ?? NaN;
         const peak = footprint?.peakBytes ?? NaN;
         run = {
           allocator: "libc",
@@ -357,7 +398,11 @@ export async function main(
           opsPerSecond: time?.opsPerSecond ?? NaN,
           seconds: time?.bestSeconds ?? NaN,
           vsLibc: time ? 1 : NaN,
+          systemCalls: result.stats?.systemCalls ?? UNKNOWN_CALLS,
         };
+        if (fresh) {
+          run.fresh = { opsPerSecond: fresh.opsPerSecond, seconds: fresh.bestSeconds, vsLibc: 1 };
+        }
         if (result.violation) run.violation = result.violation;
         failTiming(run);
         if (footprint) {
@@ -394,10 +439,15 @@ export async function main(
         progress.begin(`${trace.name} · ${name} · checking`);
         const allocator = setup.create();
         const result = replay(trace, allocator, checked(name));
+        const systemCalls = callsOf(allocator);
         closeQuietly(allocator);
         progress.begin(`${trace.name} · ${name} · timing`);
         const time = result.ok
-          ? timed(() => timeReplay(trace, setup.create, timingWithProgress))
+          ? timed(() => timeReplay(trace, setup.create, on(mainHeap, setup)))
+          : undefined;
+        if (timeFresh) progress.begin(`${trace.name} · ${name} · timing, fresh`);
+        const fresh = result.ok && timeFresh && timingFailure === undefined
+          ? mainHeap === "fresh" ? time : timed(() => timeReplay(trace, setup.create, on("fresh")))
           : undefined;
         run = {
           allocator: name,
@@ -411,6 +461,14 @@ export async function main(
           seconds: time?.bestSeconds ?? NaN,
           vsLibc: time ? libcSeconds / time.bestSeconds : NaN,
         };
+        if (systemCalls) run.systemCalls = systemCalls;
+        if (fresh) {
+          run.fresh = {
+            opsPerSecond: fresh.opsPerSecond,
+            seconds: fresh.bestSeconds,
+            vsLibc: libcFreshSeconds / fresh.bestSeconds,
+          };
+        }
         if (result.violation) run.violation = result.violation;
         failTiming(run);
         if (setup.note) run.note = setup.note;
@@ -436,6 +494,7 @@ export async function main(
       settings: {
         tag: options.tag,
         timing: options.timing,
+        heap: options.heap,
         minTimeSeconds: options.time,
         ...(options.files.length === 0 ? { seed: options.seed, scale: options.scale } : {}),
       },

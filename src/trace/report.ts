@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { SystemCalls } from "../../ffi/counting_os.ts";
 import type { ReplayViolation } from "./replay.ts";
 
 /**
@@ -34,12 +35,22 @@ export interface AllocatorRun {
   approximate: boolean;
   /** The most bytes taken from the OS at once (libc: the estimate); NaN when unknown. */
   peakMappedBytes: number;
-  /** Operations per second of the fastest timed run; NaN when not timed. */
+  /**
+   * Operations per second of the fastest timed run (on a warm heap, unless the report's heap mode
+   * is `fresh`); NaN when not timed.
+   */
   opsPerSecond: number;
   /** Seconds of that run; NaN when not timed. */
   seconds: number;
   /** `opsPerSecond` over libc's on the same trace; NaN without libc. */
   vsLibc: number;
+  /** The same three on fresh heaps (a new allocator per timed run), when those were timed. */
+  fresh?: { opsPerSecond: number; seconds: number; vsLibc: number };
+  /**
+   * The system calls of the checking replay: one replay on a new allocator, the blocks the trace
+   * leaves live freed, `close()` not included. NaN counts where they are unknown (libc).
+   */
+  systemCalls?: SystemCalls;
   /** How the allocator was configured for the trace, when that was derived from it. */
   note?: string;
 }
@@ -98,6 +109,10 @@ export interface SummaryRow {
   opsPerSecond: number;
   /** `opsPerSecond` over libc's on the same traces; NaN without libc. */
   vsLibc: number;
+  /** The same ratio on fresh heaps, pooled likewise; NaN where fresh heaps were not timed. */
+  freshVsLibc: number;
+  /** The system calls of the checking replays, summed over the traces (NaN when unknown). */
+  systemCalls: SystemCalls;
 }
 
 /**
@@ -120,18 +135,23 @@ export function summarize(traces: readonly TraceRun[]): SummaryRow[] {
   for (const trace of traces) {
     for (const run of trace.runs) if (!names.includes(run.allocator)) names.push(run.allocator);
   }
-  const pooled = (name: string, among: readonly TraceRun[]) => {
+  const pooled = (
+    name: string,
+    among: readonly TraceRun[],
+    secondsOf: (run: AllocatorRun) => number = (run) => run.seconds,
+  ) => {
     let operations = 0;
     let seconds = 0;
     for (const trace of among) {
       const run = trace.runs.find((r) => r.allocator === name);
-      if (run && run.seconds > 0) {
+      if (run && secondsOf(run) > 0) {
         operations += trace.operations;
-        seconds += run.seconds;
+        seconds += secondsOf(run);
       }
     }
     return seconds > 0 ? operations / seconds : NaN;
   };
+  const freshSeconds = (run: AllocatorRun) => run.fresh?.seconds ?? NaN;
   return names.map((name) => {
     const runs = traces.flatMap((trace) => trace.runs.filter((run) => run.allocator === name));
     const known = runs.filter((run) => Number.isFinite(run.utilization));
@@ -142,6 +162,14 @@ export function summarize(traces: readonly TraceRun[]): SummaryRow[] {
     const both = timed.filter((trace) =>
       trace.runs.some((run) => run.allocator === "libc" && run.seconds > 0)
     );
+    const freshBoth = traces.filter((trace) =>
+      trace.runs.some((run) => run.allocator === name && freshSeconds(run) > 0) &&
+      trace.runs.some((run) => run.allocator === "libc" && freshSeconds(run) > 0)
+    );
+    const calls: SystemCalls = { mmap: 0, munmap: 0, mremap: 0, madvise: 0, mprotect: 0 };
+    for (const run of runs) {
+      for (const kind of SYSTEM_CALLS) calls[kind] += run.systemCalls?.[kind] ?? NaN;
+    }
     return {
       allocator: name,
       passed: runs.filter((run) => run.ok).length,
@@ -153,8 +181,34 @@ export function summarize(traces: readonly TraceRun[]): SummaryRow[] {
       approximate: known.some((run) => run.approximate),
       opsPerSecond: pooled(name, timed),
       vsLibc: both.length > 0 ? pooled(name, both) / pooled("libc", both) : NaN,
+      freshVsLibc: freshBoth.length > 0
+        ? pooled(name, freshBoth, freshSeconds) / pooled("libc", freshBoth, freshSeconds)
+        : NaN,
+      systemCalls: calls,
     };
   });
+}
+
+/** The system calls counted, in the order the report lists them. */
+export const SYSTEM_CALLS: readonly (keyof SystemCalls)[] = [
+  "mmap",
+  "munmap",
+  "mremap",
+  "madvise",
+  "mprotect",
+];
+
+/** All the calls together: NaN when unknown (libc), undefined when not measured. */
+export function totalSystemCalls(calls: SystemCalls | undefined): number {
+  if (calls === undefined) return NaN;
+  return SYSTEM_CALLS.reduce((sum, kind) => sum + calls[kind], 0);
+}
+
+/** `{ mmap: 3, munmap: 1, ... }` → `3 mmap, 1 munmap`; the calls of no kind are left out. */
+export function formatSystemCalls(calls: SystemCalls): string {
+  const made = SYSTEM_CALLS.filter((kind) => calls[kind] > 0);
+  return made.length === 0 ? "none" : made.map((kind) => `${formatCount(calls[kind])} ${kind}`)
+    .join(", ");
 }
 
 // --- text ----------------------------------------------------------------------------------------
@@ -203,7 +257,13 @@ const COLUMNS = [
   ["peak memory", 12, "right"],
   ["throughput", 14, "right"],
   ["vs libc", 8, "right"],
+  ["fresh", 7, "right"],
+  ["sys calls", 10, "right"],
 ] as const;
+
+function count(value: number): string {
+  return Number.isFinite(value) ? formatCount(value) : "n/a";
+}
 
 function row(cells: readonly string[]): string {
   return "  " + cells.map((cell, i) => {
@@ -249,6 +309,8 @@ export function formatRun(run: AllocatorRun): string {
     (run.approximate ? "≈" : "") + formatBytes(run.peakMappedBytes),
     throughput(run.opsPerSecond),
     ratio(run.vsLibc),
+    ratio(run.fresh?.vsLibc ?? NaN),
+    count(totalSystemCalls(run.systemCalls)),
   ]);
 }
 
@@ -266,6 +328,16 @@ export function formatNotes(trace: TraceRun): string[] {
     }
     if (run.skipped !== undefined) lines.push(`  ${run.allocator} skipped: ${run.skipped}`);
   }
+  const counted = trace.runs.filter((run) =>
+    run.systemCalls !== undefined && Number.isFinite(totalSystemCalls(run.systemCalls))
+  );
+  if (counted.length > 0) {
+    lines.push(
+      `  system calls: ${
+        counted.map((run) => `${run.allocator} ${formatSystemCalls(run.systemCalls!)}`).join("; ")
+      }`,
+    );
+  }
   for (const run of trace.runs) if (run.note) lines.push(`  note: ${run.note}`);
   return lines;
 }
@@ -281,7 +353,7 @@ export function formatSummary(rows: readonly SummaryRow[], traces: number): stri
   const lines = [
     `summary over ${traces} trace${traces === 1 ? "" : "s"}: mean utilization, throughput of all ` +
     `operations over all time`,
-    row(["allocator", "check", "utilization", "", "throughput", "vs libc"]),
+    row(["allocator", "check", "utilization", "", "throughput", "vs libc", "fresh", "sys calls"]),
   ];
   for (const r of rows) {
     const check = r.failed > 0
@@ -296,6 +368,8 @@ export function formatSummary(rows: readonly SummaryRow[], traces: number): stri
       "",
       throughput(r.opsPerSecond),
       ratio(r.vsLibc),
+      ratio(r.freshVsLibc),
+      count(totalSystemCalls(r.systemCalls)),
     ]));
   }
   return lines;

@@ -46,6 +46,11 @@ export interface AllocatorSetup {
   create: () => Allocator;
   /** How the configuration was derived from the trace, when it was (shown under the table). */
   note?: string;
+  /**
+   * What a warm replay does after each replay, once the blocks the trace left live are freed
+   * (`bump`: `reset()`, since its `free` never makes memory reusable).
+   */
+  afterReplay?: (allocator: Allocator) => void;
 }
 
 const CELL_CHUNK = 64 * 1024;
@@ -92,7 +97,8 @@ function bumpPoolFor(trace: Trace): number {
  *   a trace with a request above 128 MiB cannot run on it.
  * - `bump`: a `BumpAllocator` never reuses memory, so its pool is the smallest that runs the
  *   trace (found by a first, unchecked replay). Its default 64 MiB would be too small for long
- *   traces and would make its utilization meaningless for short ones.
+ *   traces and would make its utilization meaningless for short ones. Timed on a warm heap, it is
+ *   `reset()` after each replay (`afterReplay`).
  *
  * @param name One of {@linkcode ALLOCATOR_NAMES}.
  * @param trace The trace it will replay.
@@ -140,7 +146,8 @@ export function configureAllocator(name: string, trace: Trace): AllocatorSetup {
         className: "BumpAllocator",
         create: () => new BumpAllocator({ size }),
         note: `bump: pool of ${size} bytes, the smallest that runs the trace (freed memory is ` +
-          `never reused)`,
+          `never reused; a warm heap is reset() after each replay)`,
+        afterReplay: (allocator) => (allocator as BumpAllocator).reset(),
       };
     }
     default:

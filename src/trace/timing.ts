@@ -1,5 +1,20 @@
 /**
- * Throughput: a trace replayed with nothing but the allocator calls, timed.
+ * Throughput: a trace replayed with nothing but the allocator calls, timed, on fresh heaps or on
+ * a warm one.
+ *
+ * - Fresh (`heap: "fresh"`, the default here): every timed run makes a new allocator (not timed),
+ *   replays the trace once (timed) and closes it (not timed). The run pays what a new heap costs
+ *   on its first use: its first arena or chunk mapped, its pages touched for the first time, its
+ *   caches empty.
+ * - Warm (`heap: "warm"`): one allocator for every run. The trace is replayed once untimed (the
+ *   warm-up), then again and again, timed; after each replay the blocks the trace leaves live are
+ *   freed (not timed), so every replay starts from an empty heap that has already served the whole
+ *   trace once: its arenas mapped, its caches full. This is the steady state of a program that
+ *   keeps its heap, and the state libc's heap is always in (it is the process's).
+ *
+ * Example: a trace of 100,000 operations timed warm with `minRuns: 3` makes one allocator and
+ * replays it 4 times: 1 untimed, then 3 timed (more while `minTime` is not reached); the fastest
+ * timed replay gives `opsPerSecond`.
  *
  * @module
  */
@@ -27,7 +42,30 @@ export interface TimingOptions {
   maxRuns?: number;
   /** Called after each run with the runs done and the seconds spent so far. */
   onRun?: (runs: number, seconds: number) => void;
+  /**
+   * `"fresh"`: each timed run on a new allocator; `"warm"`: every run on one allocator, after an
+   * untimed warm-up replay (see the module documentation). @default {"fresh"}
+   */
+  heap?: HeapMode;
+  /**
+   * {@linkcode timeReplay} on a warm heap: called with the allocator after each replay, once the
+   * blocks the trace left live are freed (not timed). For an allocator whose `free` does not make
+   * memory reusable, e.g. a `BumpAllocator`'s `reset()`.
+   */
+  afterReplay?: (allocator: Allocator) => void;
 }
+
+/**
+ * How the timed runs meet the heap: a new allocator per run, or one warm allocator for all.
+ *
+ * @example Both, one after the other
+ * ```ts
+ * import type { HeapMode } from "@pseudo/malloc/trace";
+ *
+ * const modes: HeapMode[] = ["warm", "fresh"];
+ * ```
+ */
+export type HeapMode = "fresh" | "warm";
 
 /**
  * What {@linkcode timeReplay} measured.
@@ -40,8 +78,10 @@ export interface TimingOptions {
  * ```
  */
 export interface Timing {
-  /** Timed runs made, each on a fresh allocator. */
+  /** Timed runs made (warm: not counting the warm-up replay). */
   runs: number;
+  /** Fresh allocators, or one warm allocator. */
+  heap: HeapMode;
   /** The fastest run, in seconds. */
   bestSeconds: number;
   /** All timed runs together, in seconds. */
@@ -111,6 +151,7 @@ function liveAtEnd(trace: Trace): number[] {
 function measure(
   trace: Trace,
   options: TimingOptions,
+  heap: HeapMode,
   once: () => number,
 ): Timing {
   const minTime = options.minTime ?? 0.25;
@@ -128,6 +169,7 @@ function measure(
   }
   return {
     runs,
+    heap,
     bestSeconds: best,
     totalSeconds: total,
     opsPerSecond: best > 0 ? trace.length / best : Infinity,
@@ -135,23 +177,27 @@ function measure(
 }
 
 /**
- * Times a trace on an allocator: each run creates a fresh allocator (not timed), replays every
- * operation with no checks and no memory access (timed), then closes it (not timed). The result is
- * the fastest run, the usual defence against noise; the first runs also warm up the JIT.
+ * Times a trace on an allocator, replaying every operation with no checks and no memory access.
+ * Fresh (the default): each run creates an allocator (not timed), replays the trace (timed), then
+ * closes it (not timed). Warm (`options.heap: "warm"`): one allocator replays the trace once
+ * untimed, then repeatedly timed, the blocks the trace leaves live freed after each replay (not
+ * timed), and is closed at the end. The result is the fastest run, the usual defence against
+ * noise; the first runs also warm up the JIT.
  *
  * @param trace The trace; it must be valid (as {@linkcode parseTrace} guarantees).
- * @param create Makes a fresh allocator for one run.
- * @param options How long to measure.
+ * @param create Makes a fresh allocator: once per run, or once in all when warm.
+ * @param options How long to measure, and on which heap.
  * @returns The measurement.
  *
- * @example Operations per second
+ * @example Operations per second, fresh and warm
  * ```ts
  * import { PseudoMalloc } from "@pseudo/malloc";
  * import { generateTrace, timeReplay } from "@pseudo/malloc/trace";
  *
  * const trace = generateTrace("churn", { scale: 0.05 });
- * const timing = timeReplay(trace, () => new PseudoMalloc(), { minTime: 0.02 });
- * console.log(Math.round(timing.opsPerSecond));
+ * const fresh = timeReplay(trace, () => new PseudoMalloc(), { minTime: 0.02 });
+ * const warm = timeReplay(trace, () => new PseudoMalloc(), { minTime: 0.02, heap: "warm" });
+ * console.log(Math.round(fresh.opsPerSecond), Math.round(warm.opsPerSecond));
  * ```
  */
 export function timeReplay(
@@ -161,26 +207,47 @@ export function timeReplay(
 ): Timing {
   const run = specialize();
   const slots = new Float64Array(trace.idLimit);
-  return measure(trace, options, () => {
-    const allocator = create();
+  const replayOnce = (allocator: Allocator): number => {
     slots.fill(0);
-    try {
-      const start = performance.now();
-      run(allocator, trace.kinds, trace.ids, trace.sizes, slots, 0, OP_ALLOC, OP_REALLOC);
-      return (performance.now() - start) / 1000;
-    } finally {
-      allocator.close();
-    }
-  });
+    const start = performance.now();
+    run(allocator, trace.kinds, trace.ids, trace.sizes, slots, 0, OP_ALLOC, OP_REALLOC);
+    return (performance.now() - start) / 1000;
+  };
+  if (options.heap !== "warm") {
+    return measure(trace, options, "fresh", () => {
+      const allocator = create();
+      try {
+        return replayOnce(allocator);
+      } finally {
+        allocator.close();
+      }
+    });
+  }
+  const leftovers = liveAtEnd(trace);
+  const allocator = create();
+  try {
+    const warmReplay = (): number => {
+      const seconds = replayOnce(allocator);
+      for (const id of leftovers) allocator.free(slots[id]!);
+      options.afterReplay?.(allocator);
+      return seconds;
+    };
+    warmReplay();
+    return measure(trace, options, "warm", warmReplay);
+  } finally {
+    allocator.close();
+  }
 }
 
 /**
  * Times a trace on libc's malloc through FFI, like {@linkcode timeReplay}: sizes are passed and
  * addresses kept as bigints (Deno's fast call path), converted once before timing; blocks the
- * trace leaves live are freed after each run.
+ * trace leaves live are freed after each run (not timed). libc's heap is the process's, so it is
+ * never new: fresh and warm differ only in the untimed warm-up replay that warm makes first, as
+ * {@linkcode timeReplay} does.
  *
  * @param trace The trace; it must be valid.
- * @param options How long to measure.
+ * @param options How long to measure; `heap: "warm"` for a warm-up replay first.
  * @returns The measurement.
  *
  * @example Against libc
@@ -197,12 +264,15 @@ export function timeLibcReplay(trace: Trace, options: TimingOptions = {}): Timin
   const sizes = Array.from(trace.sizes, (size) => BigInt(size));
   const slots: bigint[] = new Array(trace.idLimit).fill(0n);
   const leftovers = liveAtEnd(trace);
-  return measure(trace, options, () => {
+  const once = (): number => {
     slots.fill(0n);
     const start = performance.now();
     run(libc, trace.kinds, trace.ids, sizes, slots, 0n, OP_ALLOC, OP_REALLOC);
     const seconds = (performance.now() - start) / 1000;
     for (const id of leftovers) libc.free(slots[id]!);
     return seconds;
-  });
+  };
+  const heap = options.heap === "warm" ? "warm" : "fresh";
+  if (heap === "warm") once();
+  return measure(trace, options, heap, once);
 }
