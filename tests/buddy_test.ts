@@ -391,3 +391,115 @@ Deno.test("BuddyAllocator: blocks, freeBlockCounts and rejection agree with the 
   }
   buddy.validate();
 });
+
+// --- growing in place ---------------------------------------------------------------------------
+
+/** The blocks as `offset:size` (allocated) or `offset:size free`, for worked examples. */
+function layout(buddy: BuddyAllocator): string[] {
+  return buddy.blocks().map((b) => `${b.offset}:${b.size}${b.allocated ? "" : " free"}`);
+}
+
+Deno.test("BuddyAllocator.grow takes the free buddies above, one order at a time", () => {
+  // 256 bytes of 16-byte blocks: 16 at 0 allocated, then 16, 32, 64 and 128 free above it.
+  const buddy = new BuddyAllocator({ size: 256, minBlockSize: 16 });
+  const a = buddy.alloc(16);
+  assert.deepEqual(layout(buddy), [
+    "0:16",
+    "16:16 free",
+    "32:32 free",
+    "64:64 free",
+    "128:128 free",
+  ]);
+  assert.equal(buddy.grow(a, 17), 32); // takes 16
+  assert.deepEqual(layout(buddy), ["0:32", "32:32 free", "64:64 free", "128:128 free"]);
+  assert.equal(buddy.grow(a, 100), 128); // takes 32, then 64
+  assert.deepEqual(layout(buddy), ["0:128", "128:128 free"]);
+  assert.equal(buddy.freeBytes, 128);
+  assert.deepEqual(buddy.freeBlockCounts(), [0, 0, 0, 1, 0]);
+  assert.equal(buddy.grow(a, 50), 128, "a block that fits already stays as it is");
+  assert.equal(buddy.grow(a, 257), -1, "larger than the arena");
+  assert.equal(buddy.grow(a, 256), 256);
+  assert.equal(buddy.freeBytes, 0);
+  buddy.validate();
+  assert.equal(buddy.free(a), 256);
+  assert.equal(buddy.freeBytes, 256);
+  buddy.validate();
+});
+
+Deno.test("BuddyAllocator.grow changes nothing when a buddy is in use or the block is an upper half", () => {
+  const buddy = new BuddyAllocator({ size: 256, minBlockSize: 16 });
+  const a = buddy.alloc(16); // 0
+  const b = buddy.alloc(16); // 16: the upper half of [0, 32)
+  const c = buddy.alloc(64); // 64
+  assert.deepEqual([a, b, c], [0, 16, 64]);
+  const before = [...buddy.bitmap];
+  const counts = buddy.freeBlockCounts();
+  assert.equal(buddy.grow(b, 32), -1, "16 is an upper half: it can never grow");
+  assert.equal(buddy.grow(a, 32), -1, "its buddy at 16 is in use");
+  assert.equal(buddy.free(b), 16);
+  // Now 0 can take 16 and 32, but not 64: that buddy is allocated. Nothing changes on -1, not
+  // even the steps that would have succeeded.
+  const bitmap = [...buddy.bitmap];
+  assert.equal(buddy.grow(a, 128), -1);
+  assert.deepEqual([...buddy.bitmap], bitmap);
+  assert.equal(buddy.freeBytes, 256 - 16 - 64);
+  assert.equal(buddy.grow(a, 64), 64);
+  assert.deepEqual(layout(buddy), ["0:64", "64:64", "128:128 free"]);
+  assert.ok(before.length > 0 && counts.length === 5);
+  // The growOrder primitive: the same, unchecked, by order.
+  assert.equal(buddy.growOrder(a, 2, 3), false);
+  assert.equal(buddy.growOrder(c, 2, 3), false, "64 is an upper half");
+  assert.equal(buddy.free(c), 64);
+  assert.equal(buddy.growOrder(a, 2, 4), true);
+  assert.equal(buddy.blockSize(a), 256);
+  buddy.validate();
+  assert.throws(() => buddy.grow(32, 64), InvalidFreeError, "inside the block");
+  buddy.free(a);
+  assert.throws(() => buddy.grow(a, 64), DoubleFreeError);
+});
+
+Deno.test("BuddyAllocator random alloc/grow/free keeps every invariant (seed 11)", () => {
+  const random = mulberry32(11);
+  const size = 1 << 14;
+  const buddy = new BuddyAllocator({ size, minBlockSize: 16 });
+  const live = new Map<number, number>(); // offset -> block size
+  let grown = 0;
+  let refused = 0;
+  for (let step = 0; step < 4000; step++) {
+    const keys = [...live.keys()];
+    if (keys.length > 0 && random() < 0.3) {
+      const offset = keys[Math.floor(random() * keys.length)]!;
+      const old = live.get(offset)!;
+      const wanted = old * (random() < 0.8 ? 2 : 4); // mostly one order up
+      // Whether it can grow, worked out from the live blocks alone: aligned, nothing live above.
+      const target = Math.min(wanted, size * 2);
+      const free = target <= size && offset % target === 0 &&
+        keys.every((other) => other === offset || other < offset || other >= offset + target);
+      const bitmap = [...buddy.bitmap];
+      const result = buddy.grow(offset, wanted);
+      if (free) {
+        assert.equal(result, wanted, `grow ${offset} from ${old} to ${wanted}`);
+        live.set(offset, wanted);
+        grown++;
+      } else {
+        assert.equal(result, -1, `grow ${offset} from ${old} to ${wanted} must fail`);
+        assert.deepEqual([...buddy.bitmap], bitmap, "a refused grow changed the bitmap");
+        refused++;
+      }
+      assert.equal(buddy.blockSize(offset), live.get(offset));
+    } else if (keys.length > 0 && random() < 0.5) {
+      const offset = keys[Math.floor(random() * keys.length)]!;
+      assert.equal(buddy.free(offset), live.get(offset));
+      live.delete(offset);
+    } else {
+      const offset = buddy.alloc(Math.floor(random() ** 3 * 512));
+      if (offset >= 0) live.set(offset, buddy.blockSize(offset));
+    }
+    buddy.validate();
+    const used = [...live.values()].reduce((a, b) => a + b, 0);
+    assert.equal(buddy.freeBytes, size - used);
+  }
+  assert.ok(grown > 100 && refused > 100, `grown ${grown}, refused ${refused}`);
+  for (const offset of live.keys()) buddy.free(offset);
+  assert.deepEqual(layout(buddy), [`0:${size} free`]);
+});

@@ -435,3 +435,27 @@ Deno.test({
     assert.equal(arena, LOW_START, "the window is as fresh");
   },
 });
+
+Deno.test("LowAddressWindow.lowestFreeSlot names the slot map would try first, without a call", () => {
+  const window = new LowAddressWindow(0x1000_0000, 0x1100_0000);
+  const calls: string[] = [];
+  const os = {
+    mapAt: (
+      address: number,
+      _length: number,
+    ) => (calls.push(`mapAt ${address.toString(16)}`), address),
+    unmap: (address: number, _length: number) => void calls.push(`unmap ${address.toString(16)}`),
+  };
+  const MiB = 1 << 20;
+  assert.equal(window.lowestFreeSlot(MiB), Infinity, "no free range: map goes to the cursor");
+  const [a, b, c] = [window.map(os, MiB), window.map(os, MiB), window.map(os, MiB)];
+  window.unmap(os, b, MiB);
+  calls.length = 0;
+  assert.equal(window.lowestFreeSlot(MiB), b);
+  assert.equal(window.lowestFreeSlot(2 * MiB), Infinity, "the 1 MiB hole holds no 2 MiB slot");
+  assert.deepEqual(calls, [], "no call made");
+  assert.equal(window.map(os, MiB), b, "map takes that slot");
+  window.unmap(os, a, MiB);
+  assert.equal(window.lowestFreeSlot(64 << 10), a);
+  for (const address of [b, c]) window.unmap(os, address, MiB);
+});

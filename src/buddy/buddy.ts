@@ -14,6 +14,12 @@
  * take the buddy off its list and merge the two into the parent. After every block is freed the
  * arena is one free block again.
  *
+ * A live block grows in place the same way up: a block of order `k` at `offset` becomes the parent
+ * of order `k + 1` when it is the parent's lower half (`offset` a multiple of the parent's size)
+ * and its buddy above is one whole free block, which leaves its free list; `grow` repeats that up
+ * to the order wanted, or changes nothing. The 128-byte block at 0 of a fresh 1 KiB arena grows to
+ * 256 (taking the block at 128), 512 (256) and 1024 (512); the one at 128 cannot grow at all.
+ *
  * The buddy of the block at `offset` with order `k` is found with one XOR, because two buddies
  * differ only in the bit that is worth the block size:
  *
@@ -64,7 +70,7 @@
  * @module
  */
 
-// This file: the class and its hot paths (alloc, free, resize and the block tree and free lists
+// This file: the class and its hot paths (alloc, free, resize, grow and the block tree and free lists
 // they work on, as private methods). Listing, counting, validating and explaining a rejected
 // offset are free functions in _inspect.ts, over the layout that _layout.ts writes out.
 
@@ -316,6 +322,94 @@ export class BuddyAllocator {
     }
     this.#freeBytes += (this.minBlockSize << order) - (this.minBlockSize << wanted);
     return this.minBlockSize << wanted;
+  }
+
+  /**
+   * Grows the allocated block at `offset` in place to the block that serves `size` bytes, by
+   * taking the free buddies above it (see {@linkcode BuddyAllocator.prototype.growOrder}). A block
+   * that already serves `size` is left as it is.
+   *
+   * @param offset A block's offset.
+   * @param size The new size in bytes.
+   * @param base Added to `offset` in error messages; 0 by default.
+   * @returns The block's size afterwards, or -1 when it cannot grow that far in place (nothing
+   *   changed: the caller moves the block).
+   * @throws {DoubleFreeError} When `offset` lies in a free block.
+   * @throws {InvalidFreeError} When no allocated block starts at `offset`.
+   *
+   * @example Growing into the free buddy above
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 1024 });
+   * const offset = buddy.alloc(100); // 128 bytes at 0; 128, 256 and 512 free above it
+   * assert.equal(buddy.grow(offset, 1000), 1024); // it takes them all: the whole arena
+   * assert.equal(buddy.freeBytes, 0);
+   * buddy.validate();
+   * ```
+   */
+  grow(offset: number, size: number, base = 0): number {
+    const order = this.#allocatedOrder(offset);
+    if (order < 0) throw this.rejection(offset, "reallocate", base);
+    const wanted = this.orderFor(size);
+    if (wanted < 0) return -1;
+    if (wanted <= order) return this.minBlockSize << order;
+    return this.growOrder(offset, order, wanted) ? this.minBlockSize << wanted : -1;
+  }
+
+  /**
+   * The primitive behind {@linkcode BuddyAllocator.prototype.grow}, for a caller that knows the
+   * block: grows the allocated block of `order` at `offset` to order `wanted` in place, or changes
+   * nothing. Unchecked: the block must be allocated, of `order`, and `order <= wanted <= maxOrder`.
+   *
+   * A block at offset `o` of order `k` becomes order `k + 1` only when `o` is a multiple of the
+   * order-`k + 1` size (it is the lower half of its parent) and its buddy `o + size` is a whole
+   * free block of order `k`; then the buddy leaves its free list and the parent is the allocated
+   * block. That repeats up to `wanted`; every step is checked before anything changes. Example, in
+   * a 256-byte arena of 16-byte blocks with 16 bytes allocated at 0x00, 0x10 free, 32 bytes at
+   * 0x20 free and 64 at 0x40 allocated: the block at 0x00 grows to 16 → 32 (takes 0x10) → 64
+   * (takes 0x20), but not to 128: its buddy 0x40 is in use. A block at 0x10 never grows: it is
+   * an upper half.
+   *
+   * @param offset The block's offset.
+   * @param order Its order.
+   * @param wanted The order to grow to.
+   * @returns True when the block is of order `wanted` now; false when it cannot be (nothing
+   *   changed).
+   *
+   * @example Growing a 16-byte block to 64 bytes
+   * ```ts
+   * import { BuddyAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const buddy = new BuddyAllocator({ size: 256, minBlockSize: 16 });
+   * const offset = buddy.allocOrder(0); // 16 bytes at 0
+   * assert.equal(buddy.growOrder(offset, 0, 2), true);
+   * assert.equal(buddy.blockSize(offset), 64);
+   * const lower = buddy.allocOrder(0); // 16 bytes at 64 (its buddy at 80 free)
+   * const upper = buddy.allocOrder(0); // 16 bytes at 80
+   * assert.equal(buddy.growOrder(upper, 0, 1), false); // an upper half
+   * assert.equal(buddy.growOrder(lower, 0, 1), false); // its buddy is in use now
+   * buddy.validate();
+   * ```
+   */
+  growOrder(offset: number, order: number, wanted: number): boolean {
+    const min = this.minBlockSize;
+    // 1. Check every step first: lower half of its parent, and the buddy above a free block (a
+    //    clear bit under an in-use parent, which the growing block's parent is).
+    for (let k = order; k < wanted; k++) {
+      if ((offset & (min << k)) !== 0) return false;
+      if (this.#test(this.#node(k, offset + (min << k))) !== 0) return false;
+    }
+    // 2. Take each buddy off its list; the parent, in use already, loses its used child and so is
+    //    the allocated block.
+    for (let k = order; k < wanted; k++) {
+      this.#unlink(k, offset + (min << k));
+      this.#clear(this.#node(k, offset));
+    }
+    this.#freeBytes -= (min << wanted) - (min << order);
+    return true;
   }
 
   /**

@@ -8,11 +8,19 @@
 //
 // Every system call is made before the list changes: an arena is listed once it is mapped, and
 // unlisted only once it is unmapped, so a failed `munmap` (an `OsError`) leaves it listed, intact.
+//
+// Spares (`_spares.ts`): a new arena is a spare one when the heap's `Os` keeps spares and one of
+// the same geometry is there (no system call), unless the low window has a free slot below it: an
+// arena goes at the lowest address it can have, as the window's own rule keeps arenas packed at the
+// bottom. `close` leaves each empty arena as a spare (one free block, every tag 0: clean) while
+// the budget has room, and unmaps the rest, those with live blocks among them. `trim` unmaps: it
+// gives memory back to the OS.
 
 import type { Os } from "../../ffi/os.ts";
 import { BuddyAllocator } from "../buddy/buddy.ts";
 import type { TagTable } from "./_tag_table.ts";
 import { lowMemory } from "./_low_memory.ts";
+import type { SpareArena, Spares } from "./_spares.ts";
 
 /** One buddy arena: its mapping, its allocator, one view over all of it, and its tags. */
 export interface Arena {
@@ -50,6 +58,7 @@ export class Arenas {
   #geometry: ArenaGeometry;
   #os: Os;
   #tags: TagTable;
+  #spares: Spares | undefined;
   #byKey = new Map<number, Arena>();
   #lastFound: Arena | undefined;
   #scale: number; // 1 / arenaSize, exact for a power of two
@@ -59,11 +68,19 @@ export class Arenas {
    * @param os The system calls.
    * @param tags The heap's shadow table, for low arenas.
    * @param low Whether to map arenas below 2^31.
+   * @param spares Where new arenas are taken from first and closed ones left; `undefined`: none.
    */
-  constructor(geometry: ArenaGeometry, os: Os, tags: TagTable, low: boolean) {
+  constructor(
+    geometry: ArenaGeometry,
+    os: Os,
+    tags: TagTable,
+    low: boolean,
+    spares: Spares | undefined,
+  ) {
     this.#geometry = geometry;
     this.#os = os;
     this.#tags = tags;
+    this.#spares = spares;
     this.low = low;
     this.#scale = 1 / geometry.arenaSize;
   }
@@ -116,24 +133,46 @@ export class Arenas {
   map(): Arena {
     const { arenaSize, minBlockSize, threshold } = this.#geometry;
     if (this.low && !this.#tags.open()) this.low = false;
+    const slots = arenaSize / minBlockSize;
+    const wide = threshold >= 0x10000;
+    // Low only when the heap maps low: a high arena would cost a low heap its fast paths.
+    const spare = this.#spares?.takeArena(
+      arenaSize,
+      minBlockSize,
+      this.low,
+      wide,
+      this.low ? lowMemory.lowestFreeSlot(arenaSize) : Infinity,
+    );
+    if (spare !== undefined) {
+      const tags = spare.low ? this.#tags.slice(spare.base, slots) : spare.tags!;
+      return this.#list(spare.base, spare.low, spare.buddy, spare.bytes, tags);
+    }
     const lowBase = this.low ? lowMemory.map(this.#os, arenaSize) : 0;
     const base = lowBase !== 0 ? lowBase : this.#os.map(arenaSize, arenaSize);
     const buffer = this.#os.view(base, arenaSize);
-    const slots = arenaSize / minBlockSize;
-    const arena: Arena = {
+    return this.#list(
       base,
-      low: lowBase !== 0,
-      key: base / arenaSize,
-      index: this.list.length,
-      buddy: new BuddyAllocator({ size: arenaSize, minBlockSize, memory: buffer }),
-      bytes: new Uint8Array(buffer),
+      lowBase !== 0,
+      new BuddyAllocator({ size: arenaSize, minBlockSize, memory: buffer }),
+      new Uint8Array(buffer),
       // Tags hold requested + 1 <= threshold; a low arena's are its part of the shadow table.
-      tags: lowBase !== 0
+      lowBase !== 0
         ? this.#tags.slice(lowBase, slots)
-        : threshold < 0x10000
-        ? new Uint16Array(slots)
-        : new Uint32Array(slots),
-    };
+        : wide
+        ? new Uint32Array(slots)
+        : new Uint16Array(slots),
+    );
+  }
+
+  #list(
+    base: number,
+    low: boolean,
+    buddy: BuddyAllocator,
+    bytes: Uint8Array,
+    tags: Uint16Array | Uint32Array,
+  ): Arena {
+    const key = base / this.#geometry.arenaSize;
+    const arena: Arena = { base, low, key, index: this.list.length, buddy, bytes, tags };
     this.list.push(arena);
     this.#byKey.set(arena.key, arena);
     return arena;
@@ -161,28 +200,48 @@ export class Arenas {
   }
 
   /**
-   * Unmaps every arena, then the shadow table (the caller flushed the block cache). When `munmap`
-   * fails it throws `OsError`: the arenas unmapped so far are gone (their tags cleared, so that a
-   * later arena at the same address starts clean), the others still listed and intact, so `close`
-   * can be called again.
+   * Lets every arena go, then the shadow table (the caller flushed the block cache): each empty
+   * arena a spare while the budget has room, the rest unmapped (those with live blocks always).
+   * When `munmap` fails it throws `OsError`: the arenas let go so far are gone (their tags
+   * cleared, so that a later arena at the same address starts clean), the others still listed and
+   * intact, so `close` can be called again.
    */
   close(): void {
-    const unmapped: Arena[] = [];
+    const { arenaSize } = this.#geometry;
+    const spares = this.#spares;
+    const unreleased: Arena[] = []; // unmapped low arenas whose tag pages were not given back
     try {
       for (const arena of [...this.list]) {
+        // After the flush an arena with no live block is one free block, its tags all 0 already.
+        const live = arena.buddy.freeBytes !== arenaSize;
+        if (!live && spares?.hasRoom(arenaSize)) {
+          this.#unlist(arena);
+          spares.keepArena(this.#spare(arena));
+          continue;
+        }
         this.#unmap(arena);
         this.#unlist(arena);
-        unmapped.push(arena);
+        if (!arena.low) continue;
+        if (live) arena.tags.fill(0);
+        // A table that may become a spare keeps no pages for an arena that is gone.
+        if (spares !== undefined) this.#tags.release(arena.base, arena.tags.length);
+        else unreleased.push(arena);
       }
       this.#tags.close();
     } catch (error) {
-      for (const arena of unmapped.filter((arena) => arena.low)) {
-        arena.tags.fill(0);
-        this.#tags.release(arena.base, arena.tags.length);
-      }
+      for (const arena of unreleased) this.#tags.release(arena.base, arena.tags.length);
       this.#reindex();
       throw error;
     }
+  }
+
+  /** `arena` as a spare, remembering the table its tags are in (a low arena's). */
+  #spare(arena: Arena): SpareArena {
+    const { arenaSize: size, minBlockSize } = this.#geometry;
+    const { base, low, buddy, bytes } = arena;
+    const tags = low ? undefined : arena.tags;
+    const table = low ? this.#tags.reserved : undefined;
+    return { base, size, minBlockSize, low, buddy, bytes, tags, table };
   }
 
   /** After arenas were unlisted: positions anew (the block cache is empty), the first current. */

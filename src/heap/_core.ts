@@ -37,6 +37,7 @@ import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
 import { BlockCache, CACHE_DEPTH } from "./_block_cache.ts";
 import type { HeapConfig } from "./_options.ts";
+import { type Spares, sparesOf } from "./_spares.ts";
 import { TagTable } from "./_tag_table.ts";
 
 /** What `outOfLine` is called for: `a` and `b` are its arguments, as each call says. */
@@ -70,13 +71,23 @@ export class HeapCore {
   constructor(config: HeapConfig) {
     this.config = config;
     const os = this.os = new CountingOs(config.os);
-    this.tags = new TagTable(os, config.minShift, config.threshold >= 0x10000);
-    this.arenas = new Arenas(config, os, this.tags, config.lowAddresses);
+    // What closed heaps of the same Os left (_spares.ts): a table and arenas, taken on first use.
+    const spares = sparesOf(config.os);
+    this.tags = new TagTable(os, spares, config.minShift, config.threshold >= 0x10000);
+    this.arenas = new Arenas(config, os, this.tags, config.lowAddresses, spares);
     const orders = Math.log2(config.arenaSize / config.minBlockSize) + 1;
     const largest = config.threshold === 0 ? -1 : this.orderOf(config.threshold - 1);
-    this.cache = new BlockCache(orders, config.minBlockSize, largest);
+    this.#cacheKey = `${orders}/${config.minBlockSize}/${largest}`;
+    this.#spares = spares;
+    this.cache = spares?.takeCache(this.#cacheKey) ??
+      new BlockCache(orders, config.minBlockSize, largest);
     this.large = new Mappings(os, { label: "large block", cache: true, idleTimer });
   }
+
+  /** Where this heap's table, arenas and cache go on `close` (`_spares.ts`); `undefined`: none. */
+  readonly #spares: Spares | undefined;
+  /** The geometry of the block cache, for reusing a closed heap's. */
+  readonly #cacheKey: string;
 
   /** The order of the block that serves `size` bytes (`size` below the threshold). */
   orderOf(size: number): number {
@@ -338,6 +349,8 @@ export class HeapCore {
       this.arenas.close();
       this.large.close();
       this.closed = true;
+      // Flushed and never read again (a closed heap's calls all throw): the next heap's cache.
+      this.#spares?.keepCache(this.#cacheKey, this.cache);
     } catch (error) {
       this.#recount();
       throw error;

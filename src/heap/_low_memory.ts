@@ -182,6 +182,23 @@ export class LowAddressWindow {
   }
 
   /**
+   * The address `map(os, length)` would try first in the free ranges, without trying it: the
+   * lowest slot aligned to `length` that fits one of them; `Infinity` when none does (`map` would
+   * go to the cursor, above every live mapping).
+   *
+   * @param length Bytes to map, a power of two.
+   * @returns The address, or `Infinity`.
+   */
+  lowestFreeSlot(length: number): number {
+    if (!this.open) return Infinity;
+    for (const range of this.#free) {
+      const address = Math.ceil(range.address / length) * length;
+      if (address + length <= range.end) return address;
+    }
+    return Infinity;
+  }
+
+  /**
    * Unmaps a mapping `map` returned. The OS is asked first: when it refuses, the `OsError` is
    * thrown and nothing changes (the mapping is still live and can be unmapped again). Otherwise
    * the range is free, the cursor comes back to the end of the highest live mapping, and a closed

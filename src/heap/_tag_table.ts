@@ -10,48 +10,68 @@
 //
 // When an arena is unmapped its tags are all 0; `release` gives back the pages of the table that
 // hold only its tags (`madvise`), rounding inward so that a neighbour's tags stay.
+//
+// One table serves one open heap at a time (two open heaps sharing one would each accept the
+// other's live blocks on `free`'s fast path), but it outlives the heap: on `close`, with every tag
+// 0 again, it becomes a spare (`_spares.ts`) that the next heap of the same `Os` takes instead of
+// reserving one, so a process reserves a table (and makes its 256 MiB view) once per heap open at
+// the same time, not once per heap.
 
 import type { Os } from "../../ffi/os.ts";
 import { OutOfMemoryError } from "../errors.ts";
 import { LOW_LIMIT } from "./_low_memory.ts";
+import { releaseTagPages, type ReservedTable, type Spares } from "./_spares.ts";
 
-/** The shadow table of one heap, reserved on first use. */
+/** The shadow table of one heap, reserved or taken from the spares on first use. */
 export class TagTable {
   /** The tags, once reserved; `undefined` before and after `close`. */
   tags: Uint16Array | Uint32Array | undefined;
   #os: Os;
+  #spares: Spares | undefined;
   #minShift: number;
   #wide: boolean;
-  #address = 0;
+  #table: ReservedTable | undefined;
 
   /**
    * @param os The system calls.
+   * @param spares Where a spare table is taken from and left on `close`; `undefined`: none.
    * @param minShift `log2(minBlockSize)`.
    * @param wide 32-bit tags (the threshold is 64 KiB or more) instead of 16-bit ones.
    */
-  constructor(os: Os, minShift: number, wide: boolean) {
+  constructor(os: Os, spares: Spares | undefined, minShift: number, wide: boolean) {
     this.#os = os;
+    this.#spares = spares;
     this.#minShift = minShift;
     this.#wide = wide;
   }
 
+  /** The reserved table while this heap holds one (spare arenas remember it). */
+  get reserved(): ReservedTable | undefined {
+    return this.#table;
+  }
+
   /**
-   * Reserves the table unless it exists. False when the OS refuses the reservation: the heap then
-   * maps its arenas anywhere, with tags of their own.
+   * Takes a spare table or reserves one, unless the heap holds one. False when the OS refuses the
+   * reservation: the heap then maps its arenas anywhere, with tags of their own.
    */
   open(): boolean {
     if (this.tags !== undefined) return true;
-    const length = (LOW_LIMIT >>> this.#minShift) * (this.#wide ? 4 : 2);
-    let address: number;
-    try {
-      address = this.#os.reserve(length);
-    } catch (error) {
-      if (error instanceof OutOfMemoryError) return false;
-      throw error;
+    let table = this.#spares?.takeTable(this.#minShift, this.#wide);
+    if (table === undefined) {
+      const length = (LOW_LIMIT >>> this.#minShift) * (this.#wide ? 4 : 2);
+      let address: number;
+      try {
+        address = this.#os.reserve(length);
+      } catch (error) {
+        if (error instanceof OutOfMemoryError) return false;
+        throw error;
+      }
+      const buffer = this.#os.view(address, length);
+      const tags = this.#wide ? new Uint32Array(buffer) : new Uint16Array(buffer);
+      table = { address, tags, minShift: this.#minShift, wide: this.#wide, mapped: true };
     }
-    const buffer = this.#os.view(address, length);
-    this.#address = address;
-    this.tags = this.#wide ? new Uint32Array(buffer) : new Uint16Array(buffer);
+    this.#table = table;
+    this.tags = table.tags;
     return true;
   }
 
@@ -63,18 +83,21 @@ export class TagTable {
 
   /** Gives back the pages holding only the tags of the (unmapped) arena at `base`. */
   release(base: number, slots: number): void {
-    const pageSize = this.#os.pageSize();
-    const tagBytes = this.tags!.BYTES_PER_ELEMENT;
-    const first = this.#address + (base >>> this.#minShift) * tagBytes;
-    const start = Math.ceil(first / pageSize) * pageSize;
-    const end = Math.floor((first + slots * tagBytes) / pageSize) * pageSize;
-    if (end > start) this.#os.adviseDontNeed(start, end - start);
+    releaseTagPages(this.#os, this.#table!, base, slots);
   }
 
-  /** Unmaps the table; when `munmap` fails it throws `OsError` and the table stays. */
+  /**
+   * Lets the table go, every tag in it 0: a spare when there is room, else unmapped. When `munmap`
+   * fails it throws `OsError` and the table stays.
+   */
   close(): void {
-    if (this.tags === undefined) return;
-    this.#os.unmap(this.#address, this.tags.byteLength);
+    const table = this.#table;
+    if (table === undefined) return;
+    if (this.#spares?.keepTable(table) !== true) {
+      this.#os.unmap(table.address, table.tags.byteLength);
+      table.mapped = false;
+    }
+    this.#table = undefined;
     this.tags = undefined;
   }
 }
