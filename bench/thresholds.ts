@@ -68,6 +68,9 @@ export interface ThresholdOptions {
 
 /** A heap with the given threshold and the default 1 MiB arenas. */
 export function heapWith(threshold: number): PseudoMalloc {
+  // A cold heap for every row: the spares a closed heap leaves would serve the next one, whose
+  // system calls would then depend on the row before it.
+  PseudoMalloc.releaseSpares();
   return new PseudoMalloc({ mmapThreshold: threshold, arenaSize: ARENA_SIZE });
 }
 
