@@ -13,7 +13,11 @@ import {
   type SegregatedOptions,
   SIZE_CLASSES,
 } from "../mod.ts";
-import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/family/segregated_allocator.ts";
+import {
+  CLASS_INDEX,
+  MAX_SPAN_BYTES,
+  MIN_BLOCKS_PER_SPAN,
+} from "../src/family/segregated_allocator.ts";
 import { pageSize } from "../ffi/libc.ts";
 import { contractSuite, failEachCall, LiveBlocks } from "./_contract.ts";
 import { FaultyOs } from "./_faulty_os.ts";
@@ -42,9 +46,14 @@ function expectedClass(size: number): number {
   return SIZE_CLASSES.find((classSize) => classSize >= size)!;
 }
 
-/** Bytes of a span of the class `size`: the fewest pages holding MIN_BLOCKS_PER_SPAN blocks. */
+/** Blocks a span of the class `size` is made for: 8, or what fits in MAX_SPAN_BYTES, at least 1. */
+function blocksFor(size: number): number {
+  return Math.max(1, Math.min(MIN_BLOCKS_PER_SPAN, Math.floor(MAX_SPAN_BYTES / size)));
+}
+
+/** Bytes of a span of the class `size`: the fewest pages holding `blocksFor(size)` blocks. */
 function spanLength(size: number): number {
-  return Math.ceil((MIN_BLOCKS_PER_SPAN * size) / PAGE) * PAGE;
+  return Math.ceil((blocksFor(size) * size) / PAGE) * PAGE;
 }
 
 Deno.test("SegregatedAllocator constructor checks spanCacheBytes", () => {
@@ -82,7 +91,7 @@ Deno.test("SegregatedAllocator class table maps every size to the smallest class
   assert.throws(() => heap.classSize(-1), RangeError);
 });
 
-Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks, packed from the start", () => {
+Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks (or 32 KiB of them)", () => {
   using heap = new SegregatedAllocator();
   for (const size of SIZE_CLASSES) {
     const first = heap.malloc(size);
@@ -90,9 +99,10 @@ Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks, pack
     assert.equal(span.classSize, size);
     assert.equal(span.length, spanLength(size));
     assert.equal(span.blocks, Math.floor(spanLength(size) / size));
-    assert.ok(span.blocks >= MIN_BLOCKS_PER_SPAN);
+    assert.ok(span.blocks >= blocksFor(size));
+    assert.ok(size > 4096 || span.blocks >= MIN_BLOCKS_PER_SPAN, "8 blocks up to 4 KiB blocks");
     if (span.length > PAGE) {
-      assert.ok((span.length - PAGE) / size < MIN_BLOCKS_PER_SPAN, "one page fewer would not do");
+      assert.ok((span.length - PAGE) / size < blocksFor(size), "one page fewer would not do");
     }
     assert.ok(span.length % size <= span.length / 16, `class ${size} wastes at most 1/16`);
     for (let i = 1; i < span.blocks; i++) assert.equal(heap.malloc(size), first + i * size);

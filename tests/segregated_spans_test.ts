@@ -70,17 +70,16 @@ Deno.test("SegregatedAllocator serves medium requests from spans of their classe
   const medium = heap.malloc(50_000);
   assert.equal(heap.usableSize(medium), 57344);
   const span = heap.spans()[0]!;
-  assert.deepEqual([span.classSize, span.blocks, span.length], [57344, 8, 8 * 57344]);
+  assert.deepEqual([span.classSize, span.blocks, span.length], [57344, 1, 57344], "one block");
   const second = heap.malloc(49_153);
-  assert.equal(second, medium + 57344, "the next block of the span");
+  assert.notEqual(second, medium + 57344, "another span of the class");
+  assert.equal(heap.stats().spans, 2);
+  const small = heap.malloc(5000); // class 5120: 6 blocks in 32 KiB
+  assert.equal(heap.malloc(5000), small + 5120, "the next block of its span");
   const large = heap.malloc(LARGEST_SIZE_CLASS + 1);
   assert.equal(heap.stats().largeAllocations, 1);
-  assert.equal(
-    heap.stats().systemCalls.mmap,
-    2,
-    "one span for both, one mapping for the large one",
-  );
-  for (const address of [medium, second, large]) heap.free(address);
+  assert.equal(heap.stats().systemCalls.mmap, 4, "three spans, one mapping for the large block");
+  for (const address of [medium, second, large, small, small + 5120]) heap.free(address);
   heap.validate();
   assert.ok(MIN_BLOCKS_PER_SPAN === 8);
 });

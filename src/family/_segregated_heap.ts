@@ -240,7 +240,7 @@ export class SegregatedHeap {
     span.bump = 0;
     const sizeClass = span.sizeClass;
     if (sizeClass.tail !== span) {
-      sizeClass.unlist(span);
+      if (span.listed) sizeClass.unlist(span); // not listed: it was full (a span of one block)
       sizeClass.pushBack(span);
     }
     if (cache.newest !== span) {
@@ -272,7 +272,7 @@ export class SegregatedHeap {
     if (span.bump > span.touched) span.touched = span.bump;
     span.top = span.capacity;
     span.bump = 0;
-    span.sizeClass.unlist(span);
+    if (span.listed) span.sizeClass.unlist(span);
     span.sizeClass.pushBack(span);
     cache.add(span);
   }

@@ -19,7 +19,7 @@
 // empties again (it moves to the newest end).
 
 import type { Os } from "../../ffi/os.ts";
-import { MIN_BLOCKS_PER_SPAN } from "./_segregated_classes.ts";
+import { MAX_SPAN_BYTES, MIN_BLOCKS_PER_SPAN } from "./_segregated_classes.ts";
 
 /** One span and its metadata; see the file comment. */
 export class Span {
@@ -82,7 +82,11 @@ export class SpanClass {
    * one less, and is too small to reach the next index: offsets are below 2^20.
    */
   readonly inverse: number;
-  /** Bytes of one span: the fewest whole pages that hold MIN_BLOCKS_PER_SPAN blocks. */
+  /**
+   * Bytes of one span: the fewest whole pages that hold MIN_BLOCKS_PER_SPAN blocks, or, for a
+   * class above MAX_SPAN_BYTES / MIN_BLOCKS_PER_SPAN, as many as fit in MAX_SPAN_BYTES (at least
+   * one). So one live block of a medium class pins at most 32 KiB beside it, or its own pages.
+   */
   readonly spanLength: number;
   /** Blocks per span. */
   readonly capacity: number;
@@ -93,7 +97,8 @@ export class SpanClass {
     this.index = index;
     this.size = size;
     this.inverse = 1 / size + 2 ** -40;
-    this.spanLength = Math.ceil((MIN_BLOCKS_PER_SPAN * size) / pageSize) * pageSize;
+    const blocks = Math.max(1, Math.min(MIN_BLOCKS_PER_SPAN, Math.floor(MAX_SPAN_BYTES / size)));
+    this.spanLength = Math.ceil((blocks * size) / pageSize) * pageSize;
     this.capacity = Math.floor(this.spanLength / size);
   }
 

@@ -20,9 +20,11 @@
  *
  * A class takes memory in *spans*: one `mmap` of the fewest whole pages that hold at least 8 of its
  * blocks (one 4 KiB page up to the 512-byte class, 2 pages for 640..1024, 3 for 1280 and 1536, 4
- * for 1792 and 2048, then 8 blocks exactly: 5 pages for 2560, 128 pages, 512 KiB, for 64 KiB). A
- * span holds blocks of its class only, packed from its start; the tail that no whole block fits in
- * (at most 256 bytes, 6.25% of a 4 KiB page, for 320 and 384) stays unused.
+ * for 1792 and 2048, 5 to 8 pages for 2560..4096); above 4 KiB, as many blocks as fit in 32 KiB,
+ * at least one (6 of 5120 in 8 pages, 2 of 16384, one of 65536 in 16 pages), so that one live
+ * medium block pins little memory beside it. A span holds blocks of its class only, packed from
+ * its start; the tail that no whole block fits in (at most 1/16 of the span: 256 bytes of a 4 KiB
+ * page for 320 and 384, 2048 bytes of 32 KiB for 5120) stays unused.
  *
  * Each span's metadata lives in JavaScript, outside the native memory, in one `Int32Array`: a tag
  * per block (requested size + 1 of a live block, 0 for a free one) and a stack of the blocks freed
@@ -74,7 +76,8 @@
  *   and at most a fifth of the block above; a span's unused tail; large blocks round up to pages.
  * - External fragmentation: memory of one class never serves another: after a phase of many small
  *   blocks, their spans stay mapped (one live block pins a whole span) and cannot serve other
- *   sizes. A span of the largest class is 512 KiB: one live 64 KiB block pins it all.
+ *   sizes. Medium classes keep a span each as long as one of their blocks lives (up to 32 KiB):
+ *   a program growing buffers through them pins one span per class.
  *
  * ## Misuse it detects, and what gets through
  *
@@ -119,6 +122,7 @@ export { DEFAULT_SPAN_CACHE_BYTES } from "./_segregated_options.ts";
 export {
   CLASS_INDEX,
   LARGEST_SIZE_CLASS,
+  MAX_SPAN_BYTES,
   MIN_BLOCKS_PER_SPAN,
   SIZE_CLASSES,
 } from "./_segregated_classes.ts";
