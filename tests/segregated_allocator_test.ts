@@ -1,5 +1,5 @@
 // SegregatedAllocator over real native memory (needs --allow-ffi): the contract, then the class
-// table, span geometry, page lookup, one class per span, large blocks and the checks of the blocks' tags.
+// table, span geometry, page lookup, one class per span, large blocks and the checks of the tags.
 import assert from "node:assert/strict";
 import {
   DoubleFreeError,
@@ -91,7 +91,7 @@ Deno.test("SegregatedAllocator class table maps every size to the smallest class
   assert.throws(() => heap.classSize(-1), RangeError);
 });
 
-Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks (or 32 KiB of them)", () => {
+Deno.test("SegregatedAllocator spans: the fewest pages holding 8 blocks (or 32 KiB of them)", () => {
   using heap = new SegregatedAllocator();
   for (const size of SIZE_CLASSES) {
     const first = heap.malloc(size);

@@ -3,14 +3,15 @@
 // blocks (one mapping each), and realloc's moves. The public class (segregated_allocator.ts) checks
 // its arguments and keeps the counters of its calls; everything here trusts them.
 //
-// A block's span is found from its address through the page table (_segregated_pages.ts): its
-// page number, `Math.floor(address * (1 / pageSize))`, hashes to the span's id, and the id indexes
-// `table`. The block's index in its span is `(offset * inverse) | 0`, where `inverse` is `1 / size`
-// rounded up by 2^-40 (so that an exact multiple of the size never truncates to one less), checked
-// by multiplying back: `index * size === offset` holds exactly when the offset is a multiple of the
-// class size. No division and no floating-point remainder is on the path. For class 48 and offset
-// 3120: 3120 * (1/48 + 2^-40) = 65.000000003, index 65, and 65 * 48 = 3120: block 65; for offset
-// 3136, index 65 again, but 65 * 48 is not 3136: inside block 65, rejected.
+// A block's span is found from its address by `free` in one comparison when it is the span of
+// the last free (`last`), else through the page table (_segregated_pages.ts): the address's 16 MiB
+// window, then one array load by its page in the window. The block's index in its span is
+// `(offset * inverse) | 0`, where `inverse` is `1 / size` rounded up by 2^-40 (so that an exact
+// multiple of the size never truncates to one less), checked by multiplying back: `index * size
+// === offset` holds exactly when the offset is a multiple of the class size. No division and no
+// floating-point remainder is on the path. For class 48 and offset 3120: 3120 * (1/48 + 2^-40) =
+// 65.000000003, index 65, and 65 * 48 = 3120: block 65; for offset 3136, index 65 again, but
+// 65 * 48 is not 3136: inside block 65, rejected.
 
 import { Counters } from "../_counters.ts";
 import { Mappings } from "../_mappings.ts";
@@ -42,15 +43,15 @@ export class SegregatedHeap {
   readonly pageScale: number;
   readonly cache: SpanCache;
   readonly classes: SpanClass[];
-  /** Page number → span id. */
+  /** Page number → span (`none` for a page of no span). */
   readonly pages: PageTable<Span>;
-  /** The spans by id; `undefined` at an id not in use (listed in `freeIds`). */
+  /** The spans by id, for walks over all of them; `undefined` at an id in `freeIds`. */
   readonly table: (Span | undefined)[] = [];
   readonly freeIds: number[] = [];
   /**
-   * The span of the last free that looked one up (or one of no pages): a free in the same span skips
-   * the page table. A run of frees in one span is common (a structure freed in the order it was
-   * built; a malloc/free pair), and the check is one subtraction and two comparisons.
+   * The span of the last free that looked one up (or `none`): a free in the same span skips the
+   * page table. A run of frees in one span is common (a structure freed in the order it was built;
+   * a malloc/free pair), and the check is one subtraction and two comparisons.
    */
   last: Span;
   /** A span of no pages that holds no address: `last` before any free, and a page of no span. */
@@ -332,7 +333,7 @@ export class SegregatedHeap {
     this.released.add(span.base, span.base + length, sizeClass.size);
   }
 
-  // --- calloc and realloc -------------------------------------------------------------------------
+  // --- calloc and realloc ----------------------------------------------------------------------
 
   /** calloc of `total` bytes (checked), on an open heap; counted. */
   calloc(total: number): number {
@@ -434,7 +435,7 @@ export class SegregatedHeap {
     }
   }
 
-  // --- large blocks -------------------------------------------------------------------------------
+  // --- large blocks -----------------------------------------------------------------------------
 
   /** A mapping of its own for `size` bytes; not counted. */
   mallocLarge(size: number): number {

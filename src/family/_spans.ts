@@ -3,13 +3,13 @@
 //
 // A span's metadata lives in JavaScript, outside the native memory, in one typed array: a *tag* per
 // block (the requested size + 1 of a live block, 0 for a free one), then a *free stack* of the
-// blocks freed since the span was last empty; and a *bump* index: every block at or above it is free and
-// on no stack. `malloc` pops the stack, or when it is empty takes the block at the bump index and
-// moves it up; `free` pushes the block's index. A span that empties starts over: stack empty, bump
-// at 0, so its blocks are handed out in address order again. For a span of class 48 on a 4 KiB
-// page (85 blocks): malloc, malloc, malloc give blocks 0, 1, 2 (bump 3); free(1) pushes 1; the
-// next malloc pops 1, the one after takes 3 (bump 4). Blocks below `handedOut`, the highest bump
-// ever, have been handed out at least once (for the diagnosis of a bad free).
+// blocks freed since the span was last empty; and a *bump* index: every block at or above it is
+// free and on no stack. `malloc` pops the stack, or when it is empty takes the block at the bump
+// index and moves it up; `free` pushes the block's index. A span that empties starts over: stack
+// empty, bump at 0, so its blocks are handed out in address order again. For a span of class 48
+// on a 4 KiB page (85 blocks): malloc, malloc, malloc give blocks 0, 1, 2 (bump 3); free(1) pushes
+// 1; the next malloc pops 1, the one after takes 3 (bump 4). Blocks below `handedOut`, the highest
+// bump ever, have been handed out at least once (for the diagnosis of a bad free).
 //
 // A class's list: `malloc` takes its head, a full span leaves it, a span that was full comes back
 // at its head, an emptied one goes to its tail (so partly used spans are filled first). The cache:

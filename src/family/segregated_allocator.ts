@@ -349,7 +349,8 @@ export class SegregatedAllocator implements Allocator {
    * using heap = new SegregatedAllocator();
    * assert.equal(heap.usableSize(heap.malloc(100)), 112);
    * assert.equal(heap.usableSize(heap.malloc(3000)), 3072);
-   * assert.equal(heap.usableSize(heap.malloc(100_000)), Math.ceil(100_000 / heap.pageSize) * heap.pageSize);
+   * const pages = Math.ceil(100_000 / heap.pageSize);
+   * assert.equal(heap.usableSize(heap.malloc(100_000)), pages * heap.pageSize);
    * ```
    */
   usableSize(address: number): number {
