@@ -13,9 +13,11 @@
 // large sizes makes almost no system call, and touches pages that are already there.
 //
 // What the cache may keep (its budget), and when it gives memory back:
-// - At most the larger of `cacheFloor` (8 MiB by default) and twice the bytes mapped for live
-//   blocks (`CACHE_PER_LIVE`). A release beyond it first unmaps the cached pages released longest
-//   ago, only as many as must go (a merged span may be most of the cache: its top is cut off).
+// - Never a block of more than `MAX_CACHED` (32 MiB): its `free` unmaps it.
+// - At most the larger of `cacheFloor` (8 MiB by default) and twice the recent peak of the bytes
+//   mapped for live blocks (`CACHE_PER_LIVE`; the peak decays by 1/4096 per release). A release
+//   beyond it first unmaps the cached pages released longest ago, only as many as must go (a
+//   merged span may be most of the cache: its top is cut off).
 // - A cached span not reused within `DECAY_RELEASES` (4096) later releases is unmapped at the next
 //   release: memory that the program's sizes stopped asking for goes back while it runs.
 // - After `IDLE_MS` (1 s) with no call on these blocks, all of it goes back (an idle timer that
@@ -41,12 +43,32 @@ import type { Os } from "../ffi/os.ts";
 const RECENT_UNMAPS = 1024;
 
 /**
- * The cache may hold this many times the bytes of the live blocks (or the floor, if more). Twice
- * is what glibc's heap holds on the 64 KiB-4 MiB churn of `bench/` (measured: 2.0x live, ours
- * 1.95x). With 1/8, as before, one request in ten missed there and made an `mmap`, with twice one
- * in 34 (freed pages are scattered, so not every free byte fits every request).
+ * The cache may hold this many times the recent peak of the live blocks' bytes (or the floor, if
+ * more). Measured on the 64 KiB-4 MiB churn of `bench/` (16 live blocks, 13 MiB live on average):
+ * with 1/8 of the live bytes, as before, one request in ten missed and made an `mmap`; with twice
+ * the live bytes one in 34, and a quarter of the operations still unmapped something (the cap
+ * fell whenever a large block was freed); with twice the decaying peak, one in 1,000 makes a
+ * call, and the heap maps 3.2x what is live on average (glibc's heap: 2.0x, with no call).
  */
 export const CACHE_PER_LIVE = 2;
+
+/**
+ * The recent peak of the live bytes after one more release: the old peak less 1/4096 of it (a
+ * half-life of about 2,800 releases), or `live` if that is more. A program whose live bytes swing
+ * (a 4 MiB block freed, another taken) keeps the cache its peaks need; measured on the 64 KiB-4
+ * MiB churn, a cap that followed the live bytes down unmapped and mapped again a quarter of the
+ * time. Example: a peak of 8 MiB with 1 MiB live decays to 8 MiB - 2 KiB.
+ */
+export function decayedPeak(peak: number, live: number): number {
+  return Math.max(live, peak - peak / 4096);
+}
+
+/**
+ * A released block larger than this is unmapped at once, never cached: as glibc unmaps a chunk
+ * above its largest mmap threshold (32 MiB on 64-bit systems). Holding one costs more memory than
+ * mapping it again costs time (a fresh mapping's page faults are paid on first touch anyway).
+ */
+export const MAX_CACHED = 32 << 20;
 
 /** A cached span not reused within this many later releases goes back to the OS. */
 export const DECAY_RELEASES = 4096;
@@ -81,6 +103,8 @@ export class Mappings {
   #idleHandle: unknown = undefined;
   /** Calls so far, for the idle timer to see whether any came. */
   #calls = 0;
+  /** The live bytes' recent peak, see `#cap`. */
+  #highWater = 0;
   #os: Os;
 
   /**
@@ -395,20 +419,23 @@ export class Mappings {
     return moved;
   }
 
-  /** The cache's cap when `change` bytes more are mapped for live blocks. */
-  #cap(change = 0): number {
-    return Math.max(this.#cacheFloor, CACHE_PER_LIVE * (this.#mappedBytes + change));
+  /** The cache's cap at a release: twice the recent peak of the live bytes, or the floor. */
+  #cap(): number {
+    // The live bytes now, before the release, are the most since the last release: only a release
+    // lowers them.
+    this.#highWater = decayedPeak(this.#highWater, this.#mappedBytes);
+    return Math.max(this.#cacheFloor, CACHE_PER_LIVE * this.#highWater);
   }
 
   /**
    * Before a live block of `length` bytes is released into the cache: unmaps the cached spans
-   * that decayed, then the oldest ones until it fits under the cap. Returns false when it would
-   * not fit even into an empty cache (the caller unmaps it).
+   * that decayed, then the oldest ones until it fits under the cap. Returns false for a block of
+   * more than `MAX_CACHED` bytes (the caller unmaps it).
    */
   #makeRoom(length: number): boolean {
     const cache = this.#cache;
-    const cap = this.#cap(-length);
-    if (length > cap) return false;
+    if (length > MAX_CACHED) return false;
+    const cap = this.#cap();
     while (cache.oldest !== null && cache.clock - cache.oldest.releasedAt >= DECAY_RELEASES) {
       this.#evictOldest();
     }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { HeapClosedError, OsError, OutOfMemoryError, PseudoMalloc } from "../mod.ts";
 import type { OsCall } from "../ffi/os.ts";
 import { FaultyOs } from "./_faulty_os.ts";
+import { DECAY_RELEASES } from "../src/_mappings.ts";
 
 const KiB = 1 << 10;
 const MiB = 1 << 20;
@@ -169,11 +170,11 @@ Deno.test("PseudoMalloc: a refused tag table reservation maps arenas anywhere", 
 });
 
 Deno.test("PseudoMalloc: a failed munmap in free keeps the large block live", () => {
-  // 16 MiB is above the release cache's 8 MiB floor: freeing it unmaps it.
+  // 40 MiB is more than the cache takes (MAX_CACHED, 32 MiB): freeing it unmaps it.
   let address = 0;
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
-    address = patterns.add(heap.malloc(16 * MiB), 16 * MiB);
+    address = patterns.add(heap.malloc(40 * MiB), 40 * MiB);
     return { heap, patterns };
   }, (heap, patterns) => {
     heap.free(address);
@@ -183,7 +184,8 @@ Deno.test("PseudoMalloc: a failed munmap in free keeps the large block live", ()
 });
 
 Deno.test("PseudoMalloc: a failed munmap in cache eviction keeps the freed block live", () => {
-  // Three 4 MiB blocks: the cache takes two (8 MiB); the third evicts the oldest.
+  // Two 4 MiB blocks cached, then unused for DECAY_RELEASES releases (a 9 MiB block freed and
+  // taken again): the free of a third gives them back first.
   let blocks: number[] = [];
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
@@ -192,6 +194,7 @@ Deno.test("PseudoMalloc: a failed munmap in cache eviction keeps the freed block
     patterns.remove(blocks[0]!);
     heap.free(blocks[1]!);
     patterns.remove(blocks[1]!);
+    for (let i = 0; i < DECAY_RELEASES; i++) heap.free(heap.malloc(9 * MiB));
     return { heap, patterns };
   }, (heap, patterns) => {
     heap.free(blocks[2]!);
@@ -258,9 +261,9 @@ Deno.test("PseudoMalloc: a first arena that fails to map leaves the fast paths w
 
 Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, keeps its counts", () => {
   // Two 3 MiB blocks cached (live blocks between them, so that they merge only if the kernel
-  // placed them elsewhere side by side), then a 7 MiB one freed: under the 8 MiB cap it unmaps the
-  // older one and the top of the other (two unmaps, oldest first; one cut when they merged), then
-  // is cached. Each unmap fails once in the sweep.
+  // placed them elsewhere side by side), left unused for DECAY_RELEASES releases, then a 7 MiB one
+  // freed: it unmaps both first (two unmaps, oldest first; one when they merged), then is cached.
+  // Each unmap fails once in the sweep.
   let big = 0;
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
@@ -271,6 +274,7 @@ Deno.test("PseudoMalloc: a large free that evicts cached mappings, then fails, k
     heap.free(first);
     heap.free(second);
     big = patterns.add(heap.malloc(7 * MiB), 7 * MiB);
+    for (let i = 0; i < DECAY_RELEASES; i++) heap.free(heap.malloc(9 * MiB));
     return { heap, patterns };
   }, (heap, patterns) => {
     heap.free(big);
@@ -283,7 +287,7 @@ Deno.test("PseudoMalloc: realloc of a large block to a small one keeps the old o
   let address = 0;
   const points = sweep("unmap", (os) => {
     const { heap, patterns } = fresh()(os);
-    address = patterns.add(heap.malloc(16 * MiB), 100);
+    address = patterns.add(heap.malloc(40 * MiB), 100); // never cached: moving it unmaps it
     return { heap, patterns };
   }, (heap, patterns) => {
     const moved = heap.realloc(address, 100);

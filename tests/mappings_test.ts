@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { OutOfMemoryError, PseudoMalloc } from "../mod.ts";
-import { DECAY_RELEASES, IDLE_MS, Mappings } from "../src/_mappings.ts";
+import { DECAY_RELEASES, decayedPeak, IDLE_MS, Mappings } from "../src/_mappings.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 import { mulberry32 } from "../src/_random.ts";
@@ -102,22 +102,27 @@ Deno.test("Mappings: calloc's pages are zero, cleared when they were used", () =
   blocks.close();
 });
 
-Deno.test("Mappings: the cache holds at most max(floor, twice the live bytes), oldest out first", () => {
+Deno.test("Mappings: the cache keeps what was freed after a peak, and trim gives it all back", () => {
   const { os, blocks } = cached(new FaultyOs(), { cacheFloor: 64 * KiB });
-  const live = blocks.map(64 * KiB); // 16 pages live: the cap is 128 KiB
   const freed = Array.from({ length: 6 }, () => blocks.map(32 * KiB));
-  const keepApart = freed.map(() => blocks.map(4 * KiB)); // live between them: no merging
   for (const address of freed) blocks.unmap(address);
-  assert.ok(blocks.cachedBytes <= 2 * (64 + 6 * 4) * KiB, `${blocks.cachedBytes}`);
-  assert.equal(blocks.cachedBytes, 2 * (64 + 6 * 4) * KiB, "filled to the cap");
-  assert.ok(os.calls.unmap >= 1, "the oldest went back");
-  for (const address of [live, ...keepApart]) blocks.unmap(address);
-  assert.equal(blocks.cachedBytes, 64 * KiB, "nothing live: the floor");
+  assert.equal(os.calls.unmap, 0, "under twice the peak (192 KiB): all kept");
+  assert.equal(blocks.cachedBytes, 192 * KiB);
   blocks.validate();
-  assert.equal(blocks.trim(), 64 * KiB);
+  assert.equal(blocks.trim(), 192 * KiB);
   assert.equal(blocks.cachedBytes, 0);
   blocks.close();
   assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("decayedPeak: the cap's peak falls by 1/4096 per release, never below what is live", () => {
+  assert.equal(decayedPeak(8 * MiB, MiB), 8 * MiB - 2 * KiB);
+  assert.equal(decayedPeak(8 * MiB, 9 * MiB), 9 * MiB, "a new peak");
+  let peak = 8 * MiB;
+  for (let i = 0; i < 2839; i++) peak = decayedPeak(peak, 0);
+  assert.ok(Math.abs(peak - 4 * MiB) < 4 * KiB, `half after 2,839 releases: ${peak}`);
+  for (let i = 0; i < 100_000; i++) peak = decayedPeak(peak, MiB);
+  assert.equal(peak, MiB);
 });
 
 Deno.test("Mappings: a cached span not reused for DECAY_RELEASES releases goes back", () => {
