@@ -66,9 +66,8 @@ export class BlockCache {
   readonly count: Int32Array;
   /** Per order: the most entries the stack takes, `cacheLimit(minShift, order)`. */
   readonly limit: Int32Array;
-  /** Per order: where its stack starts in `block`, `arena` and `offset`, `cacheBase(...)`. */
-  readonly base: Int32Array;
   #minBlockSize: number;
+  #minShift: number;
 
   /**
    * @param orders How many block sizes there are: `log2(arenaSize / minBlockSize) + 1`.
@@ -82,12 +81,14 @@ export class BlockCache {
     this.offset = new Int32Array(entries);
     this.count = new Int32Array(orders);
     this.limit = new Int32Array(orders);
-    this.base = new Int32Array(orders);
     this.#minBlockSize = minBlockSize;
-    for (let order = 0; order < orders; order++) {
-      this.limit[order] = cacheLimit(minShift, order);
-      this.base[order] = cacheBase(minShift, order);
-    }
+    this.#minShift = minShift;
+    for (let order = 0; order < orders; order++) this.limit[order] = cacheLimit(minShift, order);
+  }
+
+  /** Where the stack of `order` starts in `block`, `arena` and `offset`. */
+  baseOf(order: number): number {
+    return cacheBase(this.#minShift, order);
   }
 
   /**
@@ -95,7 +96,7 @@ export class BlockCache {
    * (fewer than its limit).
    */
   park(arena: Arena, offset: number, order: number, count: number): void {
-    const i = this.base[order]! + count;
+    const i = this.baseOf(order) + count;
     this.block[i] = arena.low ? arena.base + offset : 0;
     this.offset[i] = offset;
     this.arena[i] = arena.index;
@@ -126,7 +127,7 @@ export class BlockCache {
   /** Gives every parked block back to its buddy, which merges it as far up as it can. */
   flush(arenas: Arenas): void {
     for (let order = 0; order < this.count.length; order++) {
-      const base = this.base[order]!;
+      const base = this.baseOf(order);
       for (let i = base; i < base + this.count[order]!; i++) {
         const arena = this.arenaOf(i, arenas);
         arena.buddy.free(this.offsetOf(i, arena), arena.base);
@@ -144,7 +145,7 @@ export class BlockCache {
     for (let order = 0; order < this.count.length; order++) {
       const count = this.count[order]!;
       if (count < 0 || count > this.limit[order]!) fail(`cache ${order} holds ${count} blocks`);
-      const base = this.base[order]!;
+      const base = this.baseOf(order);
       for (let i = base; i < base + count; i++) {
         const arena = this.arenaOf(i, arenas);
         if (arena === undefined) fail(`cached block ${order}/${i} is in no arena`);

@@ -146,7 +146,7 @@ export class HeapCore {
 
   /** Allocates a small block of `order`: from the cache when it has one, else from a buddy. */
   mallocSmall(size: number, order: number): number {
-    const base = this.cache.base[order]!;
+    const base = this.cache.baseOf(order);
     const top = base + this.cache.count[order]! - 1;
     if (top < base) return this.#mallocFresh(size, order);
     const arena = this.cache.arenaOf(top, this.arenas);

@@ -280,7 +280,7 @@ export class PseudoMalloc implements Allocator {
    */
   free(address: number): void {
     // The common case, kept small enough for V8 to inline into the caller: a live block of a low
-    // arena (its tag is in the shadow table) whose order's cache has room.
+    // arena (its tag is in the shadow table) whose order's cache has room (64 KiB of its blocks).
     if (typeof address === "number" && address < this.#lowEnd && address > 0) {
       const index = address >>> this.#minShift;
       // A whole number of minimum blocks: shifted back, `index` gives the address again.
