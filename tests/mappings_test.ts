@@ -192,3 +192,22 @@ Deno.test("PseudoMalloc: a warm realloc chain from 16 bytes to 1 MiB makes no sy
   assert.deepEqual(heap.stats().systemCalls, before);
   heap.validate();
 });
+
+Deno.test("PseudoMalloc.realloc grows a small block in place into free buddies above it", () => {
+  using heap = new PseudoMalloc();
+  const address = heap.malloc(16); // a new heap's first block: every buddy above it is free
+  heap.bytes(address, 16).fill(6);
+  for (const size of [32, 100, 500, 1000]) {
+    assert.equal(heap.realloc(address, size), address, `grown to ${size} in place`);
+    assert.ok(heap.bytes(address, 16).every((byte) => byte === 6));
+    heap.validate();
+  }
+  assert.equal(heap.realloc(address, 16), address, "shrunk in place");
+  heap.trim(); // the freed halves leave the block cache for the buddy
+  const above = heap.malloc(16); // takes the 16 bytes right above the block
+  assert.equal(above, address + 16);
+  const moved = heap.realloc(address, 32); // its buddy is taken: it must move
+  assert.notEqual(moved, address);
+  assert.ok(heap.bytes(moved, 16).every((byte) => byte === 6));
+  heap.validate();
+});

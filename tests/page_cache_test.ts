@@ -91,12 +91,25 @@ Deno.test("PageCache merges across regions that touch, and lists spans oldest fi
   const high = regionSpan(0x20_0000 + 4 * PAGE, 4); // another mapping, right above
   const far = regionSpan(0x90_0000, 2);
   cache.release(far);
-  cache.release(low);
   cache.release(high);
+  cache.release(low); // merges with the free span above it at once
   assert.equal(cache.count, 2);
   assert.equal(cache.freeAt(0x20_0000)?.length, 8 * PAGE);
   assert.deepEqual([...cache.spans()].map((span) => span.address), [0x90_0000, 0x20_0000]);
   assert.equal(cache.oldest?.address, 0x90_0000);
+  cache.validate();
+});
+
+Deno.test("PageCache merges a span with a free one below it when a request needs it", () => {
+  const cache = new PageCache(PAGE);
+  const low = regionSpan(0x30_0000, 4);
+  const high = regionSpan(0x30_0000 + 4 * PAGE, 4);
+  cache.release(low);
+  cache.release(high); // the free span below is not looked up on release
+  assert.equal(cache.count, 2);
+  assert.equal(cache.take(6 * PAGE, 1)?.address, 0x30_0000, "merged, then taken");
+  assert.equal(cache.count, 1);
+  assert.equal(cache.freeAt(0x30_0000 + 6 * PAGE)?.length, 2 * PAGE);
   cache.validate();
 });
 

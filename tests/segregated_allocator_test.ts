@@ -1,5 +1,5 @@
 // SegregatedAllocator over real native memory (needs --allow-ffi): the contract, then the class
-// table, span geometry, page lookup, one class per span, large blocks and the bitmap's checks.
+// table, span geometry, page lookup, one class per span, large blocks and the checks of the blocks' tags.
 import assert from "node:assert/strict";
 import {
   DoubleFreeError,
@@ -13,12 +13,20 @@ import {
   type SegregatedOptions,
   SIZE_CLASSES,
 } from "../mod.ts";
-import { CLASS_INDEX, MIN_BLOCKS_PER_SPAN } from "../src/family/segregated_allocator.ts";
+import {
+  CLASS_INDEX,
+  MAX_SPAN_BYTES,
+  MIN_BLOCKS_PER_SPAN,
+} from "../src/family/segregated_allocator.ts";
 import { pageSize } from "../ffi/libc.ts";
 import { contractSuite, failEachCall, LiveBlocks } from "./_contract.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 
 const PAGE = pageSize();
+// Requests above the largest class (64 KiB): large blocks, each a mapping of its own. (The largest
+// class was 2048 bytes; the tests of large blocks used 5000 bytes and 3 to 5 pages then.)
+const LARGE = 100_000;
+const LARGE_PAGES = 20 * PAGE;
 
 contractSuite("SegregatedAllocator", () => new SegregatedAllocator(), {
   detectsDoubleFree: true,
@@ -38,9 +46,14 @@ function expectedClass(size: number): number {
   return SIZE_CLASSES.find((classSize) => classSize >= size)!;
 }
 
-/** Bytes of a span of the class `size`: the fewest pages holding MIN_BLOCKS_PER_SPAN blocks. */
+/** Blocks a span of the class `size` is made for: 8, or what fits in MAX_SPAN_BYTES, at least 1. */
+function blocksFor(size: number): number {
+  return Math.max(1, Math.min(MIN_BLOCKS_PER_SPAN, Math.floor(MAX_SPAN_BYTES / size)));
+}
+
+/** Bytes of a span of the class `size`: the fewest pages holding `blocksFor(size)` blocks. */
 function spanLength(size: number): number {
-  return Math.ceil((MIN_BLOCKS_PER_SPAN * size) / PAGE) * PAGE;
+  return Math.ceil((blocksFor(size) * size) / PAGE) * PAGE;
 }
 
 Deno.test("SegregatedAllocator constructor checks spanCacheBytes", () => {
@@ -52,7 +65,7 @@ Deno.test("SegregatedAllocator constructor checks spanCacheBytes", () => {
 });
 
 Deno.test("SegregatedAllocator class table maps every size to the smallest class that holds it", () => {
-  assert.equal(SIZE_CLASSES.length, 24);
+  assert.equal(SIZE_CLASSES.length, 44);
   assert.equal(SIZE_CLASSES.at(-1), LARGEST_SIZE_CLASS);
   assert.ok(SIZE_CLASSES.every((size) => size % 16 === 0), "every class keeps 16-byte alignment");
   for (let i = 8; i < SIZE_CLASSES.length; i++) {
@@ -73,12 +86,12 @@ Deno.test("SegregatedAllocator class table maps every size to the smallest class
   assert.equal(CLASS_INDEX[(1000 + 15) >> 4], 19);
   assert.equal(SIZE_CLASSES[19], 1024);
   assert.equal(heap.classSize(0), 16);
-  assert.equal(heap.classSize(LARGEST_SIZE_CLASS + 1), PAGE);
-  assert.equal(heap.classSize(3 * PAGE + 1), 4 * PAGE);
+  assert.equal(heap.classSize(LARGEST_SIZE_CLASS + 1), LARGEST_SIZE_CLASS + PAGE);
+  assert.equal(heap.classSize(LARGE_PAGES + 1), LARGE_PAGES + PAGE);
   assert.throws(() => heap.classSize(-1), RangeError);
 });
 
-Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks, packed from the start", () => {
+Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks (or 32 KiB of them)", () => {
   using heap = new SegregatedAllocator();
   for (const size of SIZE_CLASSES) {
     const first = heap.malloc(size);
@@ -86,9 +99,10 @@ Deno.test("SegregatedAllocator spans are the fewest pages holding 8 blocks, pack
     assert.equal(span.classSize, size);
     assert.equal(span.length, spanLength(size));
     assert.equal(span.blocks, Math.floor(spanLength(size) / size));
-    assert.ok(span.blocks >= MIN_BLOCKS_PER_SPAN);
+    assert.ok(span.blocks >= blocksFor(size));
+    assert.ok(size > 4096 || span.blocks >= MIN_BLOCKS_PER_SPAN, "8 blocks up to 4 KiB blocks");
     if (span.length > PAGE) {
-      assert.ok((span.length - PAGE) / size < MIN_BLOCKS_PER_SPAN, "one page fewer would not do");
+      assert.ok((span.length - PAGE) / size < blocksFor(size), "one page fewer would not do");
     }
     assert.ok(span.length % size <= span.length / 16, `class ${size} wastes at most 1/16`);
     for (let i = 1; i < span.blocks; i++) assert.equal(heap.malloc(size), first + i * size);
@@ -140,13 +154,13 @@ Deno.test("SegregatedAllocator gives requests above the largest class their own 
   const small = heap.malloc(LARGEST_SIZE_CLASS);
   const large = heap.malloc(LARGEST_SIZE_CLASS + 1);
   assert.equal(large % PAGE, 0);
-  assert.equal(heap.usableSize(large), PAGE);
+  assert.equal(heap.usableSize(large), LARGEST_SIZE_CLASS + PAGE);
   let stats = heap.stats();
   assert.equal(stats.spans, 1);
   assert.equal(stats.smallAllocations, 1);
   assert.equal(stats.largeAllocations, 1);
-  assert.equal(stats.mappedBytes, spanLength(LARGEST_SIZE_CLASS) + PAGE);
-  assert.equal(stats.allocatedBytes, LARGEST_SIZE_CLASS + PAGE);
+  assert.equal(stats.mappedBytes, spanLength(LARGEST_SIZE_CLASS) + LARGEST_SIZE_CLASS + PAGE);
+  assert.equal(stats.allocatedBytes, LARGEST_SIZE_CLASS + LARGEST_SIZE_CLASS + PAGE);
   heap.free(large);
   stats = heap.stats();
   assert.equal(stats.mappedBytes, spanLength(LARGEST_SIZE_CLASS));
@@ -155,14 +169,14 @@ Deno.test("SegregatedAllocator gives requests above the largest class their own 
     name: "DoubleFreeError",
     message: /large block was already freed/,
   });
-  const big = heap.malloc(5 * PAGE);
+  const big = heap.malloc(LARGE_PAGES);
   assert.throws(() => heap.free(big + PAGE), /inside the large block/);
   heap.free(big);
   heap.free(small);
   heap.validate();
 });
 
-Deno.test("SegregatedAllocator.free detects a double free with the span's bitmap", () => {
+Deno.test("SegregatedAllocator.free detects a double free with the block's tag", () => {
   using heap = new SegregatedAllocator();
   const keep = heap.malloc(8);
   const a = heap.malloc(8);
@@ -300,7 +314,7 @@ Deno.test("SegregatedAllocator.realloc stays in its class, moves across classes 
   address = heap.realloc(address, 129);
   assert.equal(heap.usableSize(address), 160);
   assert.ok(heap.bytes(address, 100).every((byte) => byte === 5));
-  address = heap.realloc(address, 50_000); // to a mapping of its own
+  address = heap.realloc(address, LARGE); // to a mapping of its own
   assert.equal(address % PAGE, 0);
   assert.ok(heap.bytes(address, 100).every((byte) => byte === 5));
   heap.bytes(address, 50_000).fill(6);
@@ -319,9 +333,9 @@ Deno.test("SegregatedAllocator.realloc stays in its class, moves across classes 
 Deno.test("SegregatedAllocator.realloc leaves the block untouched when it fails", () => {
   using heap = new SegregatedAllocator();
   const small = heap.malloc(100);
-  const large = heap.malloc(10_000);
+  const large = heap.malloc(LARGE);
   heap.bytes(small, 100).fill(1);
-  heap.bytes(large, 10_000).fill(2);
+  heap.bytes(large, LARGE).fill(2);
   const before = heap.stats();
   assert.throws(() => heap.realloc(small, 2 ** 46), OutOfMemoryError);
   assert.throws(() => heap.realloc(large, 2 ** 46), OutOfMemoryError);
@@ -333,23 +347,23 @@ Deno.test("SegregatedAllocator.realloc leaves the block untouched when it fails"
     systemCalls: { ...calls, mmap: calls.mmap + 1, mremap: calls.mremap + 1 },
   });
   assert.ok(heap.bytes(small, 100).every((byte) => byte === 1));
-  assert.ok(heap.bytes(large, 10_000).every((byte) => byte === 2));
+  assert.ok(heap.bytes(large, LARGE).every((byte) => byte === 2));
   heap.validate();
 });
 
 Deno.test("SegregatedAllocator.stats counts class sizes, pages and spans", () => {
   using heap = new SegregatedAllocator();
   const a = heap.malloc(10);
-  heap.malloc(5000);
+  heap.malloc(LARGE);
   heap.free(a);
   heap.calloc(3, 3);
   assert.deepEqual(heap.stats(), {
-    mappedBytes: spanLength(16) + Math.ceil(5000 / PAGE) * PAGE,
-    peakMappedBytes: spanLength(16) + Math.ceil(5000 / PAGE) * PAGE,
+    mappedBytes: spanLength(16) + Math.ceil(LARGE / PAGE) * PAGE,
+    peakMappedBytes: spanLength(16) + Math.ceil(LARGE / PAGE) * PAGE,
     liveAllocations: 2,
-    liveBytes: 5009,
-    peakLiveBytes: 5010,
-    allocatedBytes: 16 + Math.ceil(5000 / PAGE) * PAGE,
+    liveBytes: LARGE + 9,
+    peakLiveBytes: LARGE + 10,
+    allocatedBytes: 16 + Math.ceil(LARGE / PAGE) * PAGE,
     totalAllocations: 3,
     totalFrees: 1,
     spans: 1,
@@ -395,7 +409,7 @@ Deno.test("SegregatedAllocator makes every system call through its os", () => {
   const heap = new SegregatedAllocator({ os, spanCacheBytes: 0 });
   assert.equal(heap.pageSize, os.pageSize());
   const small = heap.malloc(100);
-  const large = heap.realloc(heap.malloc(5000), 3 * PAGE);
+  const large = heap.realloc(heap.malloc(LARGE), LARGE + LARGE_PAGES);
   assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [2, 1, 0]);
   heap.free(small); // an emptied span, with no cache: unmapped
   heap.free(large);
@@ -405,12 +419,12 @@ Deno.test("SegregatedAllocator makes every system call through its os", () => {
   assert.deepEqual([os.calls.map, os.calls.remap, os.calls.unmap], [3, 1, 3]);
 });
 
-for (const [what, size] of [["a span", 100], ["a large block", 3 * PAGE]] as const) {
+for (const [what, size] of [["a span", 100], ["a large block", LARGE_PAGES]] as const) {
   Deno.test(`SegregatedAllocator.malloc and calloc that need ${what} the OS refuses`, () => {
     for (const zeroed of [false, true]) {
       const failed = failEachCall({
         call: "map",
-        setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+        setup: (os, live) => oneOfEach(os, live, [16, LARGE]),
         act(heap, live) {
           live.add(heap, zeroed ? heap.calloc(1, size) : heap.malloc(size), size);
         },
@@ -421,9 +435,9 @@ for (const [what, size] of [["a span", 100], ["a large block", 3 * PAGE]] as con
 }
 
 for (
-  const [from, to, call] of [[100, 200, "map"], [100, 3 * PAGE, "map"], [5000, 100, "map"], [
-    5000,
-    3 * PAGE,
+  const [from, to, call] of [[100, 200, "map"], [100, LARGE_PAGES, "map"], [LARGE, 100, "map"], [
+    LARGE,
+    LARGE + LARGE_PAGES,
     "remap",
   ]] as const
 ) {
@@ -443,7 +457,7 @@ for (
 Deno.test("SegregatedAllocator.free of a large block the OS will not unmap leaves it live", () => {
   const failed = failEachCall({
     call: "unmap",
-    setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+    setup: (os, live) => oneOfEach(os, live, [16, LARGE]),
     act: (heap, live) => freeNth(heap, live, 1),
   });
   assert.equal(failed, 1);
@@ -477,7 +491,7 @@ Deno.test("SegregatedAllocator.free whose cache evictions the OS refuses leaves 
 });
 
 Deno.test("SegregatedAllocator.realloc out of a span the OS will not unmap stays", () => {
-  for (const to of [200, 3 * PAGE]) {
+  for (const to of [200, LARGE_PAGES]) {
     const failed = failEachCall({
       call: "unmap",
       setup: (os, live) => oneOfEach(os, live, [16, 100], { spanCacheBytes: 0 }),
@@ -490,7 +504,7 @@ Deno.test("SegregatedAllocator.realloc out of a span the OS will not unmap stays
   }
   const large = failEachCall({
     call: "unmap",
-    setup: (os, live) => oneOfEach(os, live, [16, 5000]),
+    setup: (os, live) => oneOfEach(os, live, [16, LARGE]),
     act(heap, live) {
       const address = live.addresses()[1]!;
       live.moved(heap, address, heap.realloc(address, 100), 100);
@@ -503,7 +517,7 @@ Deno.test("SegregatedAllocator.close that the OS refuses half-way stays open, wh
   const failed = failEachCall({
     call: "unmap",
     setup(os, live) {
-      const heap = oneOfEach(os, live, [16, 17, 100, 5000, 3 * PAGE, 2000]);
+      const heap = oneOfEach(os, live, [16, 17, 100, LARGE, LARGE_PAGES, 2000]);
       freeNth(heap, live, 0); // an empty span, cached
       heap.free(heap.malloc(18)); // a free block beside the live one of class 32
       return heap;

@@ -56,7 +56,7 @@ export interface SegregatedOptions {
  *
  * using heap = new SegregatedAllocator();
  * heap.malloc(100);
- * heap.malloc(10_000);
+ * heap.malloc(100_000); // above the largest class, 64 KiB
  * const stats: SegregatedStats = heap.stats();
  * assert.equal(stats.spans, 1);
  * assert.equal(stats.smallAllocations, 1);

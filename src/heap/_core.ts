@@ -248,8 +248,12 @@ export class HeapCore {
     const order = this.orderOf(tag - 1);
     const small = size < this.config.threshold;
     const wanted = small ? this.orderOf(size) : -1;
-    if (small && wanted <= order) {
-      // In place; a smaller order gives the block's unneeded upper halves back to the buddy.
+    // In place when it fits, shrinks (the unneeded upper halves go back to the buddy) or can grow
+    // into free buddies above it (a buddy parked in the block cache counts as taken).
+    if (
+      small &&
+      (wanted <= order || arena.buddy.growOrder(offset, order, wanted))
+    ) {
       if (wanted < order) arena.buddy.resize(offset, size, arena.base);
       this.counters.liveBytes += size - (tag - 1);
       arena.tags[offset >>> this.config.minShift] = size + 1;
