@@ -1,6 +1,7 @@
 // PseudoMalloc over real native memory (needs --allow-ffi).
 import assert from "node:assert/strict";
 import {
+  CACHE_ORDER_BYTES,
   calloc,
   DEFAULT_ARENA_SIZE,
   defaultHeap,
@@ -329,14 +330,17 @@ Deno.test("PseudoMalloc.free parks blocks in a cache that malloc of the same ord
   heap.validate();
 });
 
-Deno.test("PseudoMalloc cache holds 64 blocks per order and returns the last freed first", () => {
+Deno.test("PseudoMalloc cache holds 64 KiB per order and returns the last freed first", () => {
   using heap = new PseudoMalloc();
-  const blocks = Array.from({ length: 100 }, () => heap.malloc(32));
+  const depth = CACHE_ORDER_BYTES / 32; // 2048 blocks of 32 bytes
+  const blocks = Array.from({ length: depth + 36 }, () => heap.malloc(32));
   for (const address of blocks) heap.free(address);
+  assert.equal(heap.stats().smallCachedBytes, CACHE_ORDER_BYTES);
   heap.validate();
-  // The cache took the first 64; the other 36 went back to the buddy (and merged).
-  const again = Array.from({ length: 64 }, () => heap.malloc(32));
-  assert.deepEqual(again, blocks.slice(0, 64).reverse());
+  // The cache took the first 2048; the other 36 went back to the buddy (and merged).
+  const again = Array.from({ length: depth }, () => heap.malloc(32));
+  assert.deepEqual(again, blocks.slice(0, depth).reverse());
+  assert.equal(heap.stats().smallCachedBytes, 0);
   heap.validate();
 });
 

@@ -2,27 +2,57 @@
 // their buddy. Like glibc's tcache: a repeated malloc + free of one size touches no bitmap and
 // splits nothing.
 //
-// Layout: one LIFO stack per order, `CACHE_DEPTH` entries each, in flat `Int32Array`s that the
-// heap's fast paths index directly (`order * CACHE_DEPTH + i`). An entry of a low arena (below
-// 2^31) is its address alone, so that `free` parks it without finding its arena; an entry of
-// another arena is 0 in `block`, with the arena's index and the block's offset in `arena` and
-// `offset`. Example with 16-byte minimum blocks: freeing the 100-byte block at 0x1000_0080 pushes
-// 0x1000_0080 on stack 3 (128-byte blocks): `block[3 * 64 + count[3]] = 0x1000_0080`.
+// Memory budget: at most `CACHE_ORDER_BYTES` (64 KiB) of blocks parked per order, so a stack takes
+// `64 KiB / block size` blocks: 4096 of 16 bytes, 2048 of 32, ... 64 of 1 KiB, 2 of 32 KiB, 1 of
+// 64 KiB; a block of more than 64 KiB is never cached. Below the default 1 KiB threshold (orders
+// 16 B to 1 KiB) the cache holds at most 7 x 64 KiB = 448 KiB; with a larger `mmapThreshold`,
+// 64 KiB more per order up to 64 KiB blocks (at most 13 x 64 KiB = 832 KiB). What it holds counts
+// in `stats().smallCachedBytes`, goes back to the buddies on `trim()` and `close()`, and whenever no
+// arena has room for a request (before a new arena is mapped or an `OutOfMemoryError` thrown), so
+// cached blocks never cost a new arena. Why bytes and not a count per order: programs free in
+// bursts of whole structures (the binary-tree trace frees trees of 31 to 16,382 nodes); with 64
+// blocks per order, 68 % of its frees missed the cache, merged in the buddy and were split again by
+// the next malloc. A bound in bytes takes long bursts of small blocks at the memory cost of a few
+// large ones. (Measured on binary-tree, warm, against libc: 64 blocks 0.48x, 32 KiB per order
+// 0.76x, 64 KiB 0.88x.)
 //
-// Bounds: at most `CACHE_DEPTH` (64) blocks and at most `CACHE_ORDER_BYTES` (64 KiB) per order, so
-// at most 64 KiB of each block size is parked: 130 KiB in all below the default 1 KiB threshold,
-// and 64 KiB per order above it (a block of more than 64 KiB is never cached). `limit[order]` is
-// the depth of each stack. A block that finds its stack full goes back to its buddy, which merges
-// it; when no arena has room the heap flushes the whole cache first, so cached blocks never cost a
-// new arena or an `OutOfMemoryError`.
+// Layout: one LIFO stack per order in flat `Int32Array`s that the heap's fast paths index
+// directly. With `depth` = the stack of order 0's capacity (`CACHE_ORDER_BYTES / minBlockSize`,
+// 4096 for 16-byte blocks), order k takes `depth >> k` entries, and the stacks lie one after the
+// other, so that stack k starts at the sum of the ones below it:
+//
+//   base(k) = 2 * (depth - (depth >> k))       16-byte minimum: 0, 4096, 6144, 7168, ... 8064
+//
+// 2 * depth entries in all (8192, 32 KiB per array), where a stack per order of the deepest
+// stack's size would take 7 x 4096 below 1 KiB. The fast paths compute base(k) and the capacity from
+// `minShift` with shifts: no load of a per-order limit. An entry of a low arena (below 2^31) is its
+// address alone, so that `free` parks it without finding its arena; an entry of another arena is 0
+// in `block`, with the arena's index and the block's offset in `arena` and `offset`. Example with
+// 16-byte minimum blocks: freeing the 100-byte block at 0x1000_0080 when stack 3 (128-byte blocks)
+// holds 5 pushes it at base(3) + 5 = 2 * (4096 - 512) + 5: `block[7173] = 0x1000_0080`.
+//
+// A block that finds its stack full goes back to its buddy, which merges it.
 
 import { hex } from "../errors.ts";
 import type { Arena, Arenas } from "./_arenas.ts";
 
-/** Most blocks parked per order. */
-export const CACHE_DEPTH = 64;
-/** Most bytes parked per order: a stack of 1 KiB blocks holds 64, one of 32 KiB blocks 2. */
+/** Most bytes parked per order: a stack of 16-byte blocks holds 4096, one of 1 KiB blocks 64. */
 export const CACHE_ORDER_BYTES = 64 << 10;
+/**
+ * Most blocks parked per order, in the stack of the smallest blocks a heap can have (8 bytes):
+ * `CACHE_ORDER_BYTES / 8`. With the default 16-byte minimum block the deepest stack takes 4096.
+ */
+export const CACHE_DEPTH = CACHE_ORDER_BYTES / 8;
+
+/** The number of blocks the stack of `order` takes, with `log2(minBlockSize)` = `minShift`. */
+export function cacheLimit(minShift: number, order: number): number {
+  return CACHE_ORDER_BYTES >> (minShift + order);
+}
+
+/** Where the stack of `order` starts in the cache's arrays (see the file comment). */
+export function cacheBase(minShift: number, order: number): number {
+  return ((CACHE_ORDER_BYTES >> minShift) - (CACHE_ORDER_BYTES >> (minShift + order))) << 1;
+}
 
 /** Freed small blocks per order; see the file comment. */
 export class BlockCache {
@@ -34,35 +64,31 @@ export class BlockCache {
   readonly offset: Int32Array;
   /** Per order: the entries in use, the top of the stack. */
   readonly count: Int32Array;
-  /** Per order: the most entries the stack takes (`CACHE_DEPTH`, or fewer for large blocks). */
+  /** Per order: the most entries the stack takes, `cacheLimit(minShift, order)`. */
   readonly limit: Int32Array;
-  /**
-   * The largest requested size whose order's stack takes all `CACHE_DEPTH` blocks (1024 with the
-   * default 16-byte minimum block: 64 blocks of 1 KiB are 64 KiB), or -1 when no order does.
-   */
-  readonly deepSize: number;
   #minBlockSize: number;
+  #minShift: number;
 
   /**
    * @param orders How many block sizes there are: `log2(arenaSize / minBlockSize) + 1`.
    * @param minBlockSize The size of order 0.
-   * @param largestOrder The highest order ever cached (the order of `mmapThreshold - 1`).
    */
-  constructor(orders: number, minBlockSize: number, largestOrder: number) {
-    this.block = new Int32Array(orders * CACHE_DEPTH);
-    this.arena = new Int32Array(orders * CACHE_DEPTH);
-    this.offset = new Int32Array(orders * CACHE_DEPTH);
+  constructor(orders: number, minBlockSize: number) {
+    const minShift = Math.log2(minBlockSize);
+    const entries = 2 * (CACHE_ORDER_BYTES >> minShift);
+    this.block = new Int32Array(entries);
+    this.arena = new Int32Array(entries);
+    this.offset = new Int32Array(entries);
     this.count = new Int32Array(orders);
     this.limit = new Int32Array(orders);
     this.#minBlockSize = minBlockSize;
-    const deepBlock = CACHE_ORDER_BYTES / CACHE_DEPTH;
-    this.deepSize = minBlockSize <= deepBlock ? deepBlock : -1;
-    for (let order = 0; order <= largestOrder && order < orders; order++) {
-      this.limit[order] = Math.min(
-        CACHE_DEPTH,
-        Math.floor(CACHE_ORDER_BYTES / (minBlockSize << order)),
-      );
-    }
+    this.#minShift = minShift;
+    for (let order = 0; order < orders; order++) this.limit[order] = cacheLimit(minShift, order);
+  }
+
+  /** Where the stack of `order` starts in `block`, `arena` and `offset`. */
+  baseOf(order: number): number {
+    return cacheBase(this.#minShift, order);
   }
 
   /**
@@ -70,7 +96,7 @@ export class BlockCache {
    * (fewer than its limit).
    */
   park(arena: Arena, offset: number, order: number, count: number): void {
-    const i = order * CACHE_DEPTH + count;
+    const i = this.baseOf(order) + count;
     this.block[i] = arena.low ? arena.base + offset : 0;
     this.offset[i] = offset;
     this.arena[i] = arena.index;
@@ -101,7 +127,8 @@ export class BlockCache {
   /** Gives every parked block back to its buddy, which merges it as far up as it can. */
   flush(arenas: Arenas): void {
     for (let order = 0; order < this.count.length; order++) {
-      for (let i = order * CACHE_DEPTH; i < order * CACHE_DEPTH + this.count[order]!; i++) {
+      const base = this.baseOf(order);
+      for (let i = base; i < base + this.count[order]!; i++) {
         const arena = this.arenaOf(i, arenas);
         arena.buddy.free(this.offsetOf(i, arena), arena.base);
       }
@@ -118,7 +145,8 @@ export class BlockCache {
     for (let order = 0; order < this.count.length; order++) {
       const count = this.count[order]!;
       if (count < 0 || count > this.limit[order]!) fail(`cache ${order} holds ${count} blocks`);
-      for (let i = order * CACHE_DEPTH; i < order * CACHE_DEPTH + count; i++) {
+      const base = this.baseOf(order);
+      for (let i = base; i < base + count; i++) {
         const arena = this.arenaOf(i, arenas);
         if (arena === undefined) fail(`cached block ${order}/${i} is in no arena`);
         const offset = this.offsetOf(i, arena);

@@ -35,7 +35,7 @@ import { Mappings } from "../_mappings.ts";
 import { idleTimer } from "../../ffi/idle_timer.ts";
 import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
-import { BlockCache, CACHE_DEPTH } from "./_block_cache.ts";
+import { BlockCache } from "./_block_cache.ts";
 import type { HeapConfig } from "./_options.ts";
 import { type Spares, sparesOf } from "./_spares.ts";
 import { TagTable } from "./_tag_table.ts";
@@ -76,11 +76,9 @@ export class HeapCore {
     this.tags = new TagTable(os, spares, config.minShift, config.threshold >= 0x10000);
     this.arenas = new Arenas(config, os, this.tags, config.lowAddresses, spares);
     const orders = Math.log2(config.arenaSize / config.minBlockSize) + 1;
-    const largest = config.threshold === 0 ? -1 : this.orderOf(config.threshold - 1);
-    this.#cacheKey = `${orders}/${config.minBlockSize}/${largest}`;
+    this.#cacheKey = `${orders}/${config.minBlockSize}`;
     this.#spares = spares;
-    this.cache = spares?.takeCache(this.#cacheKey) ??
-      new BlockCache(orders, config.minBlockSize, largest);
+    this.cache = spares?.takeCache(this.#cacheKey) ?? new BlockCache(orders, config.minBlockSize);
     this.large = new Mappings(os, { label: "large block", cache: true, idleTimer });
   }
 
@@ -148,8 +146,9 @@ export class HeapCore {
 
   /** Allocates a small block of `order`: from the cache when it has one, else from a buddy. */
   mallocSmall(size: number, order: number): number {
-    const top = order * CACHE_DEPTH + this.cache.count[order]! - 1;
-    if (top < order * CACHE_DEPTH) return this.#mallocFresh(size, order);
+    const base = this.cache.baseOf(order);
+    const top = base + this.cache.count[order]! - 1;
+    if (top < base) return this.#mallocFresh(size, order);
     const arena = this.cache.arenaOf(top, this.arenas);
     const offset = this.cache.offsetOf(top, arena);
     this.cache.count[order]!--;

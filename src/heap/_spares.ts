@@ -11,7 +11,8 @@
 //   At most `SPARE_TABLES` per `Os` are kept; they cost address space, and memory only for the tag
 //   pages that were written (zero now, 1/8 of the arena bytes they covered).
 // - A closed heap's block cache (empty: `close` flushed it) is kept too, at most `SPARE_TABLES`: its
-//   five typed arrays cost more to allocate (6 µs) than the rest of a new heap.
+//   five typed arrays (three of 32 KiB with 16-byte minimum blocks) cost more to allocate (6 µs
+//   when they were 4 KiB each) than the rest of a new heap.
 // - A *spare arena* is an empty arena of a closed heap, still mapped: its buddy one free block and
 //   every tag of it 0, so that none of the old heap's addresses reads as live in the next heap (a
 //   free of one finds tag 0 and is refused as the buddy explains it). Its contents are not

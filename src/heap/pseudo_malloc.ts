@@ -18,7 +18,7 @@
  * order from the block cache, a `free` that pushes one back. Where the rest lives:
  * - `_core.ts`: the heap's state and every slow path (`outOfLine`), large blocks, realloc, trim
  *   and close;
- * - `_block_cache.ts`: freed blocks parked per order (64 blocks and 64 KiB per order at most);
+ * - `_block_cache.ts`: freed blocks parked per order (64 KiB per order at most);
  * - `_arenas.ts`: mapping arenas and finding the arena of an address;
  * - `_tag_table.ts`: the shadow table of tags (requested size + 1 per block start) of low arenas;
  * - `_low_memory.ts`: the window below 2^31 where arenas are mapped, so addresses stay small
@@ -39,7 +39,7 @@ import type { Counters } from "../_counters.ts";
 import { checkOpen, notAnAddress, reallocEdge } from "../_checks.ts";
 import { viewLength } from "../_size.ts";
 import { addressFrom, libcOs, pointerFrom } from "../../ffi/libc.ts";
-import type { CACHE_DEPTH } from "./_block_cache.ts";
+import type { CACHE_ORDER_BYTES } from "./_block_cache.ts";
 import { CALLOC, FREE, HeapCore, MALLOC } from "./_core.ts";
 import { installDebugHooks, reportLeaks } from "./_debug.ts";
 import { heapPicture, heapStats, liveBlocks, validateHeap } from "./_inspect.ts";
@@ -52,11 +52,13 @@ export type { ArenaStats, HeapStats, LiveAllocation, PseudoMallocOptions } from 
 export { CACHE_DEPTH, CACHE_ORDER_BYTES } from "./_block_cache.ts";
 
 /**
- * `CACHE_DEPTH`, as a constant of this module: TurboFan folds a module's own constant into the
- * fast paths' code, but loads an imported one from its cell on every use (measured: 0.8 ns of a
- * 12 ns pair). The type keeps the two equal.
+ * `CACHE_ORDER_BYTES`, as a constant of this module: TurboFan folds a module's own constant into
+ * the fast paths' code, but loads an imported one from its cell on every use (measured: 0.8 ns of
+ * a 12 ns pair). The type keeps the two equal. The stack of order k takes
+ * `ORDER_BYTES >> (minShift + k)` blocks and starts at `((ORDER_BYTES >> minShift) - that) << 1`
+ * (`cacheLimit`, `cacheBase` in `_block_cache.ts`): two shifts, no load of a per-order limit.
  */
-const DEPTH: typeof CACHE_DEPTH = 64;
+const ORDER_BYTES: typeof CACHE_ORDER_BYTES = 65536;
 
 /**
  * A malloc for native memory: buddy arenas for small requests, `mmap` for large ones. Addresses are
@@ -92,12 +94,6 @@ export class PseudoMalloc implements Allocator {
   #cacheBlock: Int32Array;
   #cacheCount: Int32Array;
   #cacheLimit: Int32Array;
-  /**
-   * The largest tag (requested size + 1) of an order whose stack takes `CACHE_DEPTH` blocks: `free`'s
-   * fast path parks only those, with one comparison to a field instead of a load of the order's
-   * limit (measured: 0.5 ns of a 12 ns pair). Larger blocks check their limit out of line.
-   */
-  #deepTag: number;
   #counters: Counters;
 
   /**
@@ -117,7 +113,6 @@ export class PseudoMalloc implements Allocator {
     this.#cacheBlock = core.cache.block;
     this.#cacheCount = core.cache.count;
     this.#cacheLimit = core.cache.limit;
-    this.#deepTag = core.cache.deepSize + 1;
     this.#counters = core.counters;
     core.onTableChange = () => {
       this.#shadow = core.closed ? undefined : core.tags.tags;
@@ -285,7 +280,7 @@ export class PseudoMalloc implements Allocator {
    */
   free(address: number): void {
     // The common case, kept small enough for V8 to inline into the caller: a live block of a low
-    // arena (its tag is in the shadow table) whose order's cache has room.
+    // arena (its tag is in the shadow table) whose order's cache has room (64 KiB of its blocks).
     if (typeof address === "number" && address < this.#lowEnd && address > 0) {
       const index = address >>> this.#minShift;
       // A whole number of minimum blocks: shifted back, `index` gives the address again.
@@ -293,9 +288,11 @@ export class PseudoMalloc implements Allocator {
         const tag = this.#shadow![index]!;
         const order = this.#orderOf(tag - 1);
         const count = this.#cacheCount[order]!;
-        if (tag !== 0 && tag <= this.#deepTag && count < DEPTH) {
+        // The stack's capacity: 64 KiB of blocks of this order (`_block_cache.ts`).
+        const room = ORDER_BYTES >> (this.#minShift + order);
+        if (tag !== 0 && count < room) {
           this.#shadow![index] = 0;
-          this.#cacheBlock[order * DEPTH + count] = address;
+          this.#cacheBlock[(((ORDER_BYTES >> this.#minShift) - room) << 1) + count] = address;
           this.#cacheCount[order] = count + 1;
           this.#counters.freed(tag - 1);
           return;
@@ -621,7 +618,9 @@ export class PseudoMalloc implements Allocator {
   #takeCached(size: number, order: number): number {
     const count = this.#cacheCount[order]! - 1;
     if (count < 0) return 0;
-    let address = this.#cacheBlock[order * DEPTH + count]!;
+    const shift = this.#minShift;
+    const base = ((ORDER_BYTES >> shift) - (ORDER_BYTES >> (shift + order))) << 1;
+    let address = this.#cacheBlock[base + count]!;
     if (address !== 0) {
       this.#cacheCount[order] = count;
       this.#shadow![address >>> this.#minShift] = size + 1;
