@@ -102,11 +102,13 @@ libc.close();
 heap.validate();
 console.log("3. heap.validate() passed: buddy trees, free lists and counters all agree");
 console.log("   heap.stats(): what is mapped, what is live, and the totals so far");
-const { arenaDetails, internalFragmentation, ...counters } = heap.stats();
+const { arenaDetails, internalFragmentation, systemCalls, ...counters } = heap.stats();
 for (const [name, value] of Object.entries(counters)) {
   const human = /Bytes$/.test(name) ? `  (${formatBytes(value)})` : "";
   console.log(`     ${name.padEnd(18)}${value.toLocaleString("en-US").padStart(12)}${human}`);
 }
+const calls = Object.entries(systemCalls).map(([call, count]) => `${count} ${call}`).join(", ");
+console.log(`     ${"systemCalls".padEnd(18)}${calls}`);
 const percent = (fraction: number) => `${(fraction * 100).toFixed(1)} %`;
 console.log(
   `     ${"internalFragmentation".padEnd(22)}${percent(internalFragmentation).padStart(8)}`,

@@ -52,7 +52,20 @@ export class CountingOs implements Os {
   /** The `Os` that makes the calls. */
   readonly inner: Os;
 
-  /** @param inner The `Os` that makes the calls. */
+  /**
+   * Wraps `inner`; every call goes on to it.
+   *
+   * @param inner The `Os` that makes the calls.
+   *
+   * @example Counting the calls of a test
+   * ```ts
+   * import { CountingOs, libcOs } from "@pseudo/malloc";
+   *
+   * const os = new CountingOs(libcOs);
+   * os.unmap(os.map(os.pageSize()), os.pageSize());
+   * console.log(os.counts.mmap, os.counts.munmap); // 1 1
+   * ```
+   */
   constructor(inner: Os) {
     this.inner = inner;
   }
