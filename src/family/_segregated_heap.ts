@@ -15,6 +15,7 @@
 
 import { Counters } from "../_counters.ts";
 import { Mappings } from "../_mappings.ts";
+import { idleTimer } from "../../ffi/idle_timer.ts";
 import { ReleasedRanges } from "../_released.ts";
 import type { Os } from "../../ffi/os.ts";
 import { CountingOs } from "../../ffi/counting_os.ts";
@@ -69,7 +70,7 @@ export class SegregatedHeap {
     this.pageScale = 1 / this.pageSize;
 
     this.cache = new SpanCache(spanCacheBytes);
-    this.large = new Mappings(this.os, { label: "large block" });
+    this.large = new Mappings(this.os, { label: "large block", cache: true, idleTimer });
     this.classes = SIZE_CLASSES.map((size, index) => new SpanClass(index, size, this.pageSize));
     // A span of no pages that holds no address: `last` before any free, and after its span goes.
     this.last = this.none = new Span(-1, 0, this.classes[0]!, new Uint8Array(0));
@@ -83,7 +84,7 @@ export class SegregatedHeap {
 
   /** Bytes mapped: spans and large blocks. */
   get mappedBytes(): number {
-    return this.spanBytes + this.large.mappedBytes;
+    return this.spanBytes + this.large.mappedBytes + this.large.cachedBytes;
   }
 
   /** The error for an address on no span's page that is not a live large block either. */
@@ -339,7 +340,7 @@ export class SegregatedHeap {
   calloc(total: number): number {
     let address: number;
     if (total > LARGEST) {
-      address = this.mallocLarge(total); // a fresh mapping is already zero
+      address = this.mallocLarge(total, true); // cached pages are cleared, fresh ones are zero
     } else {
       address = this.mallocSmall(total);
       const span = this.spanOf(address)!;
@@ -437,9 +438,9 @@ export class SegregatedHeap {
 
   // --- large blocks -----------------------------------------------------------------------------
 
-  /** A mapping of its own for `size` bytes; not counted. */
-  mallocLarge(size: number): number {
-    const address = this.large.map(size);
+  /** Whole pages of its own for `size` bytes (`zeroed`: cleared); not counted. */
+  mallocLarge(size: number, zeroed = false): number {
+    const address = zeroed ? this.large.mapZeroed(size) : this.large.map(size);
     this.released.forget(address, address + this.large.lengthOf(address));
     return address;
   }

@@ -10,9 +10,10 @@
  * of its block above 128 bytes. The class of a request is one table lookup, by the request in
  * 16-byte granules: `CLASS_INDEX[(size + 15) >> 4]`; `malloc(100)` takes class 6, 112 bytes.
  *
- * 64 KiB is the largest class: a larger request gets its own `mmap`, rounded up to whole pages
- * (65537 bytes take 69632), where the system calls are a small part of the cost of filling the
- * memory anyway. Medium requests (a few KiB to 64 KiB: I/O buffers, small images) are classes too,
+ * 64 KiB is the largest class: a larger request gets whole pages of its own (65537 bytes take
+ * 69632), from `mmap` or from the pages of large blocks freed before, kept in the same page cache
+ * as PseudoMalloc's (`src/_mappings.ts`: best fit, split and merged, a bounded budget). Medium
+ * requests (a few KiB to 64 KiB: I/O buffers, small images) are classes too,
  * not a mapping each: a `mmap` and `munmap` per block cost microseconds, a class's block tens of
  * nanoseconds.
  *
@@ -66,7 +67,7 @@
  * ## Costs
  *
  * - `malloc`: O(1): a table lookup, the list head, a pop or a bump. Plus one `mmap` per new span,
- *   one per large request.
+ *   and per large request that the page cache cannot serve.
  * - `free`: O(1): the page table (a comparison for the last span's, else a window and an array
  *   load), a multiplication, a tag, a push; one `munmap` per span evicted from the cache.
  * - Space: no header in the blocks. Outside the native memory, per span: 8 bytes per block (tag
