@@ -46,7 +46,7 @@ export type OutOfLine = typeof MALLOC | typeof CALLOC | typeof FREE;
 export const MALLOC = 0;
 /** `calloc(a, b)`. */
 export const CALLOC = 1;
-/** `free(a)`; `b` is the index of the arena the fast path found, or -1. */
+/** `free(a)`; `b` is the index of the arena the fast path found, -1 if it did not look, -2 if none. */
 export const FREE = 2;
 
 const NAMES = ["malloc", "calloc", "free"] as const;
@@ -121,7 +121,7 @@ export class HeapCore {
     // FREE: a block of an arena above 2^31, a large block, a full cache, or an error.
     if (a === 0) return 0;
     if (typeof a !== "number") throw notAnAddress(a, "free");
-    const arena = b >= 0 ? this.arenas.list[b]! : this.arenas.arenaOf(a);
+    const arena = b >= 0 ? this.arenas.list[b]! : b === -1 ? this.arenas.arenaOf(a) : undefined;
     if (arena === undefined) {
       try {
         this.counters.freed(this.large.unmap(a));

@@ -655,6 +655,7 @@ export class PseudoMalloc implements Allocator {
         return;
       }
     }
-    this.#core.outOfLine(FREE, address, arena === undefined ? -1 : arena.index);
+    // -2: looked, and no arena holds it (a large block): `outOfLine` need not look again.
+    this.#core.outOfLine(FREE, address, arena === undefined ? -2 : arena.index);
   }
 }
