@@ -9,8 +9,9 @@
 // `_page_cache.ts`): a request takes the best-fitting free span, whatever size it was released
 // with, and leaves the rest free; freed neighbours merge again, even across mappings. `realloc`
 // grows a block in place when the span above it is free (no call, no copy), shrinks it in place
-// (the tail becomes free), and otherwise asks the OS to move it (`mremap`). So a program that allocates and frees varied
-// large sizes makes almost no system call, and touches pages that are already there.
+// (the tail becomes free), and otherwise asks the OS to move it (`mremap`). So a program that
+// allocates and frees varied large sizes makes almost no system call, and touches pages that are
+// already there.
 //
 // What the cache may keep (its budget), and when it gives memory back:
 // - Never a block of more than `MAX_CACHED` (32 MiB): its `free` unmaps it.
@@ -47,8 +48,9 @@ const RECENT_UNMAPS = 1024;
  * more). Measured on the 64 KiB-4 MiB churn of `bench/` (16 live blocks, 13 MiB live on average):
  * with 1/8 of the live bytes, as before, one request in ten missed and made an `mmap`; with twice
  * the live bytes one in 34, and a quarter of the operations still unmapped something (the cap
- * fell whenever a large block was freed); with twice the decaying peak, one in 1,000 makes a
- * call, and the heap maps 3.2x what is live on average (glibc's heap: 2.0x, with no call).
+ * fell whenever a large block was freed); with twice the decaying peak, one request in 3,000
+ * misses and one operation in 100 makes a call (an eviction), and the heap maps 3.2x what is live
+ * on average (glibc's heap: 2.0x, with no call).
  */
 export const CACHE_PER_LIVE = 2;
 
@@ -86,6 +88,8 @@ export interface MappingsOptions {
   cacheFloor?: number;
   /** Gives the cache back after `IDLE_MS` without a call. @default {undefined: never} */
   idleTimer?: IdleTimer;
+  /** Called after the idle timer gave cached pages back (the owner recounts what is mapped). */
+  onIdleTrim?: () => void;
 }
 
 /** Blocks of whole pages, keyed by address; see the file comment. */
@@ -100,6 +104,7 @@ export class Mappings {
   #cacheFloor: number;
   #cache: PageCache;
   #idleTimer: IdleTimer | undefined;
+  #onIdleTrim: () => void;
   #idleHandle: unknown = undefined;
   /** Calls so far, for the idle timer to see whether any came. */
   #calls = 0;
@@ -120,6 +125,7 @@ export class Mappings {
     this.#cacheFloor = options.cacheFloor ?? 8 << 20;
     this.#cache = new PageCache(this.#pageSize);
     this.#idleTimer = options.idleTimer;
+    this.#onIdleTrim = options.onIdleTrim ?? (() => {});
   }
 
   /** Bytes of released pages kept for reuse (still mapped). */
@@ -248,7 +254,7 @@ export class Mappings {
 
   /**
    * Checks the records: every live block is whole pages holding its request, listed at its
-   * address; the cache's spans are consistent and merged; the byte counts add up. Throws an
+   * address; the cache's bins, index and ages agree; no pages overlap; the byte counts add up. Throws an
    * `Error` naming the first broken invariant.
    */
   validate(): void {
@@ -483,6 +489,7 @@ export class Mappings {
       try {
         this.trim();
       } catch { /* munmap refused: what is left stays cached, for trim or the next release */ }
+      this.#onIdleTrim();
     }
     if (this.#cache.oldest !== null) this.#armIdleTimer();
   }

@@ -216,3 +216,14 @@ Deno.test("PseudoMalloc.realloc grows a small block in place into free buddies a
   assert.ok(heap.bytes(moved, 16).every((byte) => byte === 6));
   heap.validate();
 });
+
+Deno.test("PseudoMalloc gives an idle large-block cache back after IDLE_MS, and its stats follow", async () => {
+  using heap = new PseudoMalloc();
+  heap.free(heap.malloc(256 * KiB));
+  assert.equal(heap.stats().largeCachedBytes, 256 * KiB);
+  const mapped = heap.stats().mappedBytes;
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 200));
+  assert.equal(heap.stats().largeCachedBytes, 0);
+  assert.equal(heap.stats().mappedBytes, mapped - 256 * KiB);
+  heap.validate();
+});

@@ -79,7 +79,12 @@ export class HeapCore {
     this.#cacheKey = `${orders}/${config.minBlockSize}`;
     this.#spares = spares;
     this.cache = spares?.takeCache(this.#cacheKey) ?? new BlockCache(orders, config.minBlockSize);
-    this.large = new Mappings(os, { label: "large block", cache: true, idleTimer });
+    this.large = new Mappings(os, {
+      label: "large block",
+      cache: true,
+      idleTimer,
+      onIdleTrim: () => this.syncMapped(),
+    });
   }
 
   /** Where this heap's table, arenas and cache go on `close` (`_spares.ts`); `undefined`: none. */
