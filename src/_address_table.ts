@@ -71,6 +71,7 @@ export class AddressTable<T> {
 
   /** Removes the record at `address` and returns it; `undefined` when there was none. */
   delete(address: number): T | undefined {
+    if (address === EMPTY) return undefined; // it would match an empty slot
     const keys = this.#keys;
     const mask = this.#mask;
     let hole = this.#home(address);

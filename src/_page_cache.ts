@@ -25,8 +25,7 @@
 // `releasedAt` is the cache's clock (one tick per release) at its release, so "idle for more than
 // n releases" is one subtraction.
 //
-// A span remembers whether it is `clean`: never handed out since the OS zeroed it. `calloc` takes a
-// clean span as it is and clears a used one.
+// A free span has been handed out before, so it holds old contents: `calloc` clears it.
 //
 // Nothing here calls the OS: `Mappings` unmaps a span before it asks the cache to forget it.
 
@@ -57,8 +56,6 @@ export interface Span {
   newer: Span | null;
   /** While free: the cache's clock when it was released. */
   releasedAt: number;
-  /** Never handed out since the OS zeroed it. */
-  clean: boolean;
 }
 
 /** Page counts with a bin of their own: 1 to 256 pages (1 MiB of 4 KiB pages). */
@@ -73,7 +70,6 @@ export function newSpan(
   length: number,
   requested: number,
   region: Region,
-  clean: boolean,
 ): Span {
   return {
     address,
@@ -85,7 +81,6 @@ export function newSpan(
     older: null,
     newer: null,
     releasedAt: 0,
-    clean,
   };
 }
 
@@ -100,7 +95,8 @@ export class PageCache {
   /** The free span released longest ago, or null. */
   oldest: Span | null = null;
   #newest: Span | null = null;
-  #pageShift: number;
+  /** 1 / the page size: exact, a power of two. */
+  #pageScale: number;
   /** Made on first use: a new heap makes none (a new heap costs microseconds, see design.md). */
   #bins: (Span[] | undefined)[] = new Array(BINS);
   /** Bit `b % 16` of word `b >> 4` is set when bin `b` has spans: 16-bit words stay small integers. */
@@ -111,7 +107,7 @@ export class PageCache {
 
   /** @param pageSize The OS page size, a power of two. */
   constructor(pageSize: number) {
-    this.#pageShift = Math.log2(pageSize);
+    this.#pageScale = 1 / pageSize;
     this.#byStart = new AddressTable(pageSize);
   }
 
@@ -150,7 +146,6 @@ export class PageCache {
   /** Releases the live span `span` into the cache, merged with a free span above it. */
   release(span: Span): void {
     span.requested = -1;
-    span.clean = false;
     this.clock++;
     this.#unmerged++;
     this.#mergeAbove(span);
@@ -237,7 +232,7 @@ export class PageCache {
 
   /** The smallest free span of at least `length` bytes, if any. */
   #bestFit(length: number): Span | undefined {
-    const pages = length >>> this.#pageShift;
+    const pages = length * this.#pageScale; // whole: lengths are whole pages (no `>>>`: 2^32 wraps)
     return pages < BINS ? this.#fromBins(pages) ?? this.#fromRest(length) : this.#fromRest(length);
   }
 
@@ -262,7 +257,6 @@ export class PageCache {
           const high = spans[k]!;
           this.#unlist(high);
           low.length += high.length;
-          low.clean &&= high.clean;
           low.releasedAt = Math.max(low.releasedAt, high.releasedAt);
         }
         let newer: Span | null = null; // the first span released after `low`, from the newest end
@@ -278,11 +272,11 @@ export class PageCache {
   }
 
   #binOf(length: number): number {
-    const pages = length >>> this.#pageShift;
+    const pages = length * this.#pageScale;
     return pages < BINS ? pages : 0;
   }
 
-  /** The most recently released span of the first non-empty bin at or above `pages`. */
+  /** The last span listed in the first non-empty bin at or above `pages`. */
   #fromBins(pages: number): Span | undefined {
     let word = pages >>> 4;
     let bits = this.#nonEmpty[word]! & (0xffff << (pages & 15));
@@ -310,7 +304,7 @@ export class PageCache {
    * remainder takes its place by age, between `older` and `newer`.
    */
   #splitOff(span: Span, length: number, older: Span | null, newer: Span | null): void {
-    const rest = newSpan(span.address + length, span.length - length, -1, span.region, span.clean);
+    const rest = newSpan(span.address + length, span.length - length, -1, span.region);
     rest.releasedAt = span.releasedAt;
     span.length = length;
     this.#list(rest, older, newer);
@@ -322,7 +316,6 @@ export class PageCache {
     if (above === undefined) return;
     this.#unlist(above);
     span.length += above.length;
-    span.clean &&= above.clean;
   }
 
   /**

@@ -315,3 +315,35 @@ Deno.test("PseudoMalloc: realloc where the OS has no mremap (map, copy, unmap) l
   // after the copy, without the cache, is tested on MmapAllocator.)
   assert.equal(sweepOn(noRemap, "unmap", setup, grow, OsError), 0);
 });
+
+Deno.test("PseudoMalloc: a large realloc that fails after the cache changed keeps every count true", () => {
+  // Without mremap the block is copied; freeing the old one first gives back an aged cached block,
+  // whose munmap fails: the realloc throws, the copy goes back to the cache, and the heap's count
+  // of what is mapped follows.
+  const os = new FaultyOs({ remap: false });
+  const heap = new PseudoMalloc({ os });
+  const a = heap.malloc(MiB);
+  heap.bytes(a, MiB).fill(8);
+  const aged = heap.malloc(200 * KiB);
+  // The churning block must not touch the aged one (a neighbour would merge with it and make it
+  // young again); the kernel decides where mappings go, so one that touches is kept aside.
+  const touches = (b: number) => b + 512 * KiB === aged || aged + 200 * KiB === b;
+  const aside: number[] = [];
+  let churn = heap.malloc(512 * KiB);
+  while (touches(churn)) {
+    aside.push(churn);
+    churn = heap.malloc(512 * KiB);
+  }
+  heap.free(aged);
+  heap.free(churn);
+  // Taken and freed again (too small for the 2 MiB to come: that is mapped anew).
+  for (let i = 1; i < DECAY_RELEASES; i++) heap.free(heap.malloc(512 * KiB));
+  os.fail("unmap", 0);
+  assert.throws(() => heap.realloc(a, 2 * MiB), OsError);
+  heap.validate();
+  assert.equal(heap.usableSize(a), MiB);
+  assert.ok(heap.bytes(a, MiB).every((byte) => byte === 8));
+  for (const address of aside) heap.free(address);
+  heap.close();
+  assert.equal(os.mappedBytes, 0);
+});

@@ -3,7 +3,7 @@
 // blocks and SegregatedAllocator's are these.
 
 import assert from "node:assert/strict";
-import { OutOfMemoryError, PseudoMalloc } from "../mod.ts";
+import { OsError, OutOfMemoryError, PseudoMalloc } from "../mod.ts";
 import { DECAY_RELEASES, decayedPeak, IDLE_MS, Mappings } from "../src/_mappings.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import { FaultyOs } from "./_faulty_os.ts";
@@ -63,32 +63,70 @@ Deno.test("Mappings: a block takes the front of a free span, grows into the rest
   assert.equal(os.mappedBytes, 0);
 });
 
-Deno.test("Mappings: growth with nothing free above asks the OS, and copies when it refuses", () => {
+Deno.test("Mappings: growth with nothing free above copies into cached pages, or asks the OS", () => {
   const { os, blocks } = cached();
-  const a = blocks.map(8 * KiB);
+  // Up to COPY_LIMIT a block that cannot grow in place is copied: into cached pages when some fit.
+  blocks.unmap(blocks.map(64 * KiB)); // 64 KiB cached
+  const small = blocks.map(8 * KiB); // the front of them; 56 KiB free above it
+  blocks.view(small, 8 * KiB).fill(1);
+  const apart = blocks.map(56 * KiB); // takes the rest: nothing free above `small` any more
+  blocks.unmap(blocks.map(40 * KiB)); // 40 KiB cached elsewhere
+  const before = calls(os);
+  const copied = blocks.resize(small, 40 * KiB);
+  assert.notEqual(copied, small);
+  assert.equal(calls(os), before, "copied into the cached 40 KiB: no call");
+  assert.ok(blocks.view(copied, 8 * KiB).every((byte) => byte === 1));
+  blocks.unmap(apart);
+  // Beyond COPY_LIMIT the OS moves it (mremap), and when it refuses, the block is copied.
+  const a = blocks.map(300 * KiB);
   blocks.view(a, 8 * KiB).fill(3);
-  const grown = blocks.resize(a, 40 * KiB);
+  const grown = blocks.resize(a, 400 * KiB);
   assert.equal(os.calls.remap, 1);
   assert.ok(blocks.view(grown, 8 * KiB).every((byte) => byte === 3));
   os.fail("remap", 0);
-  const copied = blocks.resize(grown, 400 * KiB); // refused: mapped anew and copied
-  assert.notEqual(copied, grown);
-  assert.ok(blocks.view(copied, 8 * KiB).every((byte) => byte === 3));
-  assert.equal(blocks.cachedBytes, 40 * KiB, "the old pages were cached, not unmapped");
+  const moved = blocks.resize(grown, 4 * MiB); // refused: mapped anew and copied
+  assert.notEqual(moved, grown);
+  assert.ok(blocks.view(moved, 8 * KiB).every((byte) => byte === 3));
   blocks.validate();
   blocks.close();
   assert.equal(os.mappedBytes, 0);
   // Where there is no mremap, and no memory either: the block stays as it was.
   const bare = cached(new FaultyOs({ remap: false }));
-  const b = bare.blocks.map(8 * KiB);
+  const b = bare.blocks.map(300 * KiB);
   bare.blocks.view(b, 8 * KiB).fill(4);
   bare.os.fail("map", 0);
   assert.throws(() => bare.blocks.resize(b, 4 * MiB), OutOfMemoryError);
   assert.ok(bare.blocks.view(b, 8 * KiB).every((byte) => byte === 4), "untouched");
-  assert.equal(bare.blocks.lengthOf(b), 8 * KiB);
+  assert.equal(bare.blocks.lengthOf(b), 300 * KiB);
   bare.blocks.validate();
   bare.blocks.close();
   assert.equal(bare.os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: a shrink's tail is under the budget: beyond MAX_CACHED it is unmapped", () => {
+  const { os, blocks } = cached();
+  const a = blocks.map(40 * MiB);
+  assert.equal(blocks.resize(a, 100 * KiB), a, "in place");
+  assert.equal(blocks.cachedBytes, 0, "the 40 MiB tail went back to the OS");
+  assert.equal(os.calls.unmap, 1);
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
+});
+
+Deno.test("Mappings: a move whose old block and copy both cannot be unmapped keeps every record true", () => {
+  const os = new FaultyOs({ remap: false });
+  const blocks = new Mappings(os, {}); // no cache: the old block must be unmapped
+  const a = blocks.map(8 * KiB);
+  blocks.view(a, 8 * KiB).fill(5);
+  os.fail("unmap", 0, { sticky: true });
+  assert.throws(() => blocks.resize(a, 64 * KiB), OsError);
+  os.heal();
+  assert.equal(blocks.count, 1, "only the old block is recorded");
+  assert.equal(blocks.mappedBytes, 8 * KiB);
+  assert.ok(blocks.view(a, 8 * KiB).every((byte) => byte === 5));
+  blocks.validate();
+  blocks.close();
 });
 
 Deno.test("Mappings: calloc's pages are zero, cleared when they were used", () => {

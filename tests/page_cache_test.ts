@@ -53,7 +53,7 @@ Deno.test("AddressTable: an empty table finds nothing and deletes nothing", () =
 /** A region of `pages` pages at `base`, as one live span. */
 function regionSpan(base: number, pages: number): Span {
   const region: Region = { base, length: pages * PAGE, bytes: undefined };
-  return newSpan(base, pages * PAGE, pages * PAGE, region, true);
+  return newSpan(base, pages * PAGE, pages * PAGE, region);
 }
 
 Deno.test("PageCache: the worked example of its file comment", () => {
@@ -152,4 +152,16 @@ Deno.test("PageCache keeps its bins, indexes and ages right under random use", (
       assert.equal(cache.holding(span.address), undefined, `seed ${seed}, step ${step}`);
     }
   }
+});
+
+Deno.test("PageCache counts pages of spans of 4 GiB and more exactly (no 32-bit wrap)", () => {
+  const cache = new PageCache(PAGE);
+  cache.release(regionSpan(0x100_0000, 25)); // 100 KiB
+  // 2^32 + 4096 bytes is 2^20 + 1 pages: a 32-bit shift would make it 1 page.
+  assert.equal(cache.take(2 ** 32 + PAGE, 1), undefined, "100 KiB does not serve 4 GiB");
+  const huge = regionSpan(0x7000_0000_0000, 2 ** 20 + 1);
+  cache.release(huge);
+  assert.equal(cache.take(2 ** 32, 1)?.address, 0x7000_0000_0000, "the huge span serves 4 GiB");
+  assert.equal(cache.freeAt(0x7000_0000_0000 + 2 ** 32)?.length, PAGE, "one page left");
+  cache.validate();
 });

@@ -26,6 +26,7 @@ export function checkSpans(heap: SegregatedHeap): void {
   const expect = (what: string, actual: number, expected: number): void => {
     if (actual !== expected) fail(`${what} is ${actual}, spans say ${expected}`);
   };
+  heap.large.validate(); // the large blocks and the page cache behind them
   const spans = new Set(heap.spans());
   let live = 0;
   let requested = 0;

@@ -301,8 +301,12 @@ export class HeapCore {
       return moved;
     }
     const before = this.large.requestedBytes;
-    const moved = this.large.resize(address, size);
-    this.syncMapped();
+    let moved: number;
+    try {
+      moved = this.large.resize(address, size);
+    } finally {
+      this.syncMapped(); // a move that failed may have changed the cache (a copy, an eviction)
+    }
     this.counters.liveBytes += this.large.requestedBytes - before;
     if (moved !== address) {
       this.counters.totalAllocations++;
