@@ -44,6 +44,15 @@ export const CACHE_ORDER_BYTES = 64 << 10;
  */
 export const CACHE_DEPTH = CACHE_ORDER_BYTES / 8;
 
+/** `BlockCache.bursts`: the stack never overflowed since the last flush. */
+export const BURST_NONE = 0;
+/** `BlockCache.bursts`: a free found the stack full. */
+export const BURST_OVERFLOWED = 1;
+/** `BlockCache.bursts`: then a malloc found it empty. */
+export const BURST_DRAINED = 2;
+/** `BlockCache.bursts`: then a free found it full again; an empty stack is refilled in batches. */
+export const BURST_ARMED = 3;
+
 /** The number of blocks the stack of `order` takes, with `log2(minBlockSize)` = `minShift`. */
 export function cacheLimit(minShift: number, order: number): number {
   return CACHE_ORDER_BYTES >> (minShift + order);
@@ -66,6 +75,13 @@ export class BlockCache {
   readonly count: Int32Array;
   /** Per order: the most entries the stack takes, `cacheLimit(minShift, order)`. */
   readonly limit: Int32Array;
+  /**
+   * Per order, how far the stack went round the burst cycle since the last flush: `BURST_NONE`,
+   * then `BURST_OVERFLOWED` when a free found it full, `BURST_DRAINED` when a malloc then found it
+   * empty, `BURST_ARMED` when a free found it full again. Once armed, the core refills the empty
+   * stack in batches (`_core.ts`, `REFILL_BYTES`).
+   */
+  readonly bursts: Uint8Array;
   #minBlockSize: number;
   #minShift: number;
 
@@ -81,6 +97,7 @@ export class BlockCache {
     this.offset = new Int32Array(entries);
     this.count = new Int32Array(orders);
     this.limit = new Int32Array(orders);
+    this.bursts = new Uint8Array(orders);
     this.#minBlockSize = minBlockSize;
     this.#minShift = minShift;
     for (let order = 0; order < orders; order++) this.limit[order] = cacheLimit(minShift, order);
@@ -101,6 +118,20 @@ export class BlockCache {
     this.offset[i] = offset;
     this.arena[i] = arena.index;
     this.count[order] = count + 1;
+  }
+
+  /** Reverses the `count` entries from `i` on: what was pushed last comes out last. */
+  reverse(i: number, count: number): void {
+    const { block, arena, offset } = this;
+    for (let j = i + count - 1; i < j; i++, j--) {
+      const b = block[i]!, a = arena[i]!, o = offset[i]!;
+      block[i] = block[j]!;
+      arena[i] = arena[j]!;
+      offset[i] = offset[j]!;
+      block[j] = b;
+      arena[j] = a;
+      offset[j] = o;
+    }
   }
 
   /** The arena of entry `i`: a low block is found by its address, any other by its index. */
@@ -134,6 +165,7 @@ export class BlockCache {
       }
     }
     this.count.fill(0);
+    this.bursts.fill(BURST_NONE);
   }
 
   /**

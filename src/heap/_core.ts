@@ -35,7 +35,13 @@ import { Mappings } from "../_mappings.ts";
 import { idleTimer } from "../../ffi/idle_timer.ts";
 import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
-import { BlockCache } from "./_block_cache.ts";
+import {
+  BlockCache,
+  BURST_ARMED,
+  BURST_DRAINED,
+  BURST_NONE,
+  BURST_OVERFLOWED,
+} from "./_block_cache.ts";
 import type { HeapConfig } from "./_options.ts";
 import { type Spares, sparesOf } from "./_spares.ts";
 import { TagTable } from "./_tag_table.ts";
@@ -50,6 +56,19 @@ export const CALLOC = 1;
 export const FREE = 2;
 
 const NAMES = ["malloc", "calloc", "free"] as const;
+
+/**
+ * Bytes of blocks split off at once to refill an empty stack of the block cache (`#refill`): a
+ * malloc that finds its stack empty takes one block and parks up to 1 KiB of its neighbours (31
+ * blocks of 32 bytes), so that the next mallocs of its order are cache hits instead of one
+ * `outOfLine` call each. Only for an order whose stack is armed (`BlockCache.bursts`): it
+ * overflowed (a free found it full), was drained by mallocs, and overflowed again. A program that
+ * frees in bursts longer than the stack (binary-tree frees trees of up to 16,382 nodes into a stack
+ * of 2,048) allocates in bursts too; a heap that never went round that cycle caches only what was
+ * freed. Measured on binary-tree, warm, against libc (medians of 5 rounds, 3 alternating
+ * processes): 0.83-0.89x without, 0.93-1.01x with.
+ */
+const REFILL_BYTES = 1024;
 
 /** A heap's state and slow paths; see the file comment. */
 export class HeapCore {
@@ -143,7 +162,11 @@ export class HeapCore {
     const order = this.orderOf(tag - 1);
     const count = this.cache.count[order]!;
     if (count < this.cache.limit[order]!) this.cache.park(arena, offset, order, count);
-    else arena.buddy.free(offset, arena.base); // the cache is full: the buddy merges the block
+    else {
+      arena.buddy.free(offset, arena.base); // the cache is full: the buddy merges the block
+      const burst = this.cache.bursts[order]!;
+      if (burst === BURST_NONE || burst === BURST_DRAINED) this.cache.bursts[order] = burst + 1;
+    }
     return 0;
   }
 
@@ -186,7 +209,30 @@ export class HeapCore {
     }
     arena.tags[offset >>> this.config.minShift] = size + 1;
     this.counters.allocated(size);
+    // The stack of `order` is empty (else the block came from it): a step of its burst cycle.
+    const burst = this.cache.bursts[order]!;
+    if (burst === BURST_ARMED) this.#refill(arena, order);
+    else if (burst === BURST_OVERFLOWED) this.cache.bursts[order] = BURST_DRAINED;
     return arena.base + offset;
+  }
+
+  /**
+   * Fills the empty stack of `order` with up to `REFILL_BYTES` of blocks split off `arena` (fewer
+   * when the arena has no more of them), the lowest address on top, so that the next mallocs go up
+   * through the batch as they would through the buddy.
+   */
+  #refill(arena: Arena, order: number): void {
+    const cache = this.cache;
+    const wanted = Math.min(cache.limit[order]!, REFILL_BYTES >> (this.config.minShift + order));
+    if (wanted <= 1 || cache.count[order] !== 0) return;
+    const base = cache.baseOf(order);
+    let count = 0;
+    for (; count < wanted; count++) {
+      const offset = arena.buddy.allocOrder(order);
+      if (offset < 0) break;
+      cache.park(arena, offset, order, count);
+    }
+    cache.reverse(base, count);
   }
 
   /**
