@@ -313,7 +313,8 @@ export class HeapCore {
     // Move: allocate first, so that a failure leaves the old block untouched. (Not through
     // `outOfLine`: the peak is noted once the old block is freed.)
     const moved = small ? this.mallocSmall(size, wanted) : this.#mallocLarge(size);
-    const kept = Math.min(this.config.minBlockSize << order, size);
+    // What C's realloc keeps: the requested bytes, up to the new size (not the whole block).
+    const kept = Math.min(tag - 1, size);
     if (this.arenas.arenaOf(moved) === arena) {
       // Within one arena: copyWithin makes no view objects.
       arena.bytes.copyWithin(moved - arena.base, offset, offset + kept);
