@@ -44,7 +44,7 @@ import {
 import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
 import { AddressTable } from "./_address_table.ts";
-import { newSpan, PageCache, type Region, type Span } from "./_page_cache.ts";
+import { PageCache, type Region, type Span } from "./_page_cache.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import type { Os } from "../ffi/os.ts";
 
@@ -381,7 +381,8 @@ export class Mappings {
   #mapFresh(length: number, size: number): number {
     const base = this.#os.map(length);
     this.#recentUnmaps.delete(base);
-    return this.#track(newSpan(base, length, size, { base, length, bytes: undefined }), size);
+    const region: Region = { base, length, bytes: undefined };
+    return this.#track(this.#cache.make(base, length, size, region), size);
   }
 
   /** Records `span` as the live block for `size` bytes; returns its address. */
@@ -422,7 +423,7 @@ export class Mappings {
       span.length = length;
       this.#mappedBytes += change;
       if (cache) {
-        this.#cache.addTail(newSpan(tailAddress, -change, -1, span.region));
+        this.#cache.addTail(this.#cache.make(tailAddress, -change, -1, span.region));
         this.#armIdleTimer();
       }
       return true;
@@ -510,8 +511,8 @@ export class Mappings {
       return;
     }
     this.#os.unmap(oldest.address, oldest.length);
-    this.#cache.forget(oldest);
     this.#remember(oldest.address);
+    this.#cache.forget(oldest); // its record is reused: read nothing from it afterwards
   }
 
   /** Starts the idle timer unless it runs (or there is none). */
