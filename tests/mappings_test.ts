@@ -165,22 +165,22 @@ Deno.test("decayedPeak: the cap's peak falls by 1/4096 per release, never below 
 
 Deno.test("Mappings: a cached span not reused for DECAY_RELEASES releases goes back", () => {
   const { os, blocks } = cached();
-  const old = blocks.map(16 * KiB);
+  const old = blocks.map(80 * KiB); // above QUICK_PAGES: in the page cache, not a quick stack
   // The churning block: too large for the old span, and not its neighbour (the kernel decides
   // where mappings go: a neighbour would merge with it), so the old span is never reused.
-  const touches = (a: number) => a + 64 * KiB === old || old + 16 * KiB === a;
+  const touches = (a: number) => a + 160 * KiB === old || old + 80 * KiB === a;
   const apart: number[] = [];
-  let churn = blocks.map(64 * KiB);
+  let churn = blocks.map(160 * KiB);
   while (touches(churn)) {
     apart.push(churn);
-    churn = blocks.map(64 * KiB);
+    churn = blocks.map(160 * KiB);
   }
   blocks.unmap(old);
   blocks.unmap(churn);
   const before = os.calls.unmap;
-  for (let i = 0; i < DECAY_RELEASES; i++) blocks.unmap(blocks.map(64 * KiB));
+  for (let i = 0; i < DECAY_RELEASES; i++) blocks.unmap(blocks.map(160 * KiB));
   assert.equal(os.calls.unmap, before + 1, "the idle span, once");
-  assert.equal(blocks.cachedBytes, 64 * KiB, "the churning block's pages stay");
+  assert.equal(blocks.cachedBytes, 160 * KiB, "the churning block's pages stay");
   for (const address of apart) blocks.unmap(address);
   blocks.validate();
   blocks.close();
