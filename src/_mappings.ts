@@ -14,7 +14,11 @@
 // allocates and frees varied large sizes makes almost no system call, and touches pages that are
 // already there.
 //
-// What the cache may keep (its budget), and when it gives memory back:
+// A released block of at most 16 pages is parked first on a quick stack of its page count (at most
+// 256 KiB each, 4 MiB in all; `QUICK_PAGES`), and a request of that page count takes it back whole;
+// the page cache gets parked blocks when it has nothing for a request, and on `trim`.
+//
+// What the page cache may keep (its budget), and when it gives memory back:
 // - Never a block of more than `MAX_CACHED` (32 MiB): its `free` unmaps it.
 // - At most the larger of `cacheFloor` (8 MiB by default) and twice the recent peak of the bytes
 //   mapped for live blocks (`CACHE_PER_LIVE`; the peak decays by 1/4096 per release). A release
@@ -44,7 +48,7 @@ import {
 import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
 import { AddressTable } from "./_address_table.ts";
-import { newSpan, PageCache, type Region, type Span } from "./_page_cache.ts";
+import { PageCache, type Region, type Span } from "./_page_cache.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import type { Os } from "../ffi/os.ts";
 
@@ -89,6 +93,19 @@ export const MAX_CACHED = 32 << 20;
  */
 export const COPY_LIMIT = 256 << 10;
 
+/**
+ * The quick stacks: a released block of 1 to `QUICK_PAGES` pages is first parked whole on the
+ * stack of its page count (at most `QUICK_BYTES` per stack), and a request of that page count
+ * takes the last one parked, as the heap's small blocks use their block cache: no split, no merge,
+ * no lookup. A request the stacks cannot serve, when the page cache has nothing either, first
+ * hands every parked block to the page cache. Measured on the 1-64 KiB churn of `bench/` (medians
+ * of 5 alternating processes on a loaded machine): 340 ns per free + malloc with the page cache
+ * alone, 224 ns with the stacks in front of it.
+ */
+export const QUICK_PAGES = 16;
+/** Bytes each quick stack may hold (so all of them 16 x 256 KiB = 4 MiB at most). */
+export const QUICK_BYTES = 256 << 10;
+
 /** A cached span not reused within this many later releases goes back to the OS. */
 export const DECAY_RELEASES = 4096;
 
@@ -120,6 +137,9 @@ export class Mappings {
   #caching: boolean;
   #cacheFloor: number;
   #cache: PageCache;
+  /** Quick stacks by page count (index 0 unused), and the bytes they hold. */
+  #quick: Span[][] = [];
+  #quickBytes = 0;
   #idleTimer: IdleTimer | undefined;
   #onIdleTrim: () => void;
   #idleHandle: unknown = undefined;
@@ -147,7 +167,7 @@ export class Mappings {
 
   /** Bytes of released pages kept for reuse (still mapped). */
   get cachedBytes(): number {
-    return this.#cache.bytes;
+    return this.#cache.bytes + this.#quickBytes;
   }
 
   /** Live blocks. */
@@ -177,7 +197,7 @@ export class Mappings {
   map(size: number): number {
     this.#calls++;
     const length = this.#lengthFor(size);
-    const span = this.#cache.take(length, size);
+    const span = this.#takeQuick(length, size) ?? this.#takeCached(length, size);
     return span === undefined ? this.#mapFresh(length, size) : this.#track(span, size);
   }
 
@@ -185,7 +205,7 @@ export class Mappings {
   mapZeroed(size: number): number {
     this.#calls++;
     const length = this.#lengthFor(size);
-    const span = this.#cache.take(length, size);
+    const span = this.#takeQuick(length, size) ?? this.#takeCached(length, size);
     if (span === undefined) return this.#mapFresh(length, size);
     this.#bytesOf(span).fill(0); // cached pages hold what their last block left there
     return this.#track(span, size);
@@ -200,6 +220,8 @@ export class Mappings {
     this.#calls++;
     const span = this.#blocks.delete(address); // one probe, put back if a call fails
     if (span === undefined) throw this.rejection(address, "free");
+    const requested = span.requested;
+    if (this.#caching && this.#park(span)) return requested;
     let kept: boolean;
     try {
       kept = this.#caching && this.#makeRoom(span.length);
@@ -210,7 +232,6 @@ export class Mappings {
     }
     this.#mappedBytes -= span.length;
     this.#requestedBytes -= span.requested;
-    const requested = span.requested;
     if (kept) {
       this.#cache.release(span);
       this.#armIdleTimer();
@@ -300,7 +321,20 @@ export class Mappings {
     }
     this.#cache.validate();
     // No two spans, live or cached, overlap: in address order each ends before the next starts.
-    const spans = [...this.#live(), ...this.#cache.spans()].sort((a, b) => a.address - b.address);
+    let quick = 0;
+    for (const [pages, stack] of this.#quick.entries()) {
+      for (const span of stack ?? []) {
+        quick += span.length;
+        if (span.length !== pages * this.#pageSize || span.requested >= 0) {
+          throw new Error(`a parked ${this.#label} at ${hex(span.address)} is on the wrong stack`);
+        }
+      }
+    }
+    if (quick !== this.#quickBytes) {
+      throw new Error(`the quick stacks count ${this.#quickBytes} bytes, hold ${quick}`);
+    }
+    const spans = [...this.#live(), ...this.#cache.spans(), ...this.#quick.flat()];
+    spans.sort((a, b) => a.address - b.address);
     for (let i = 1; i < spans.length; i++) {
       const [low, high] = [spans[i - 1]!, spans[i]!];
       if (low.address + low.length > high.address) {
@@ -318,7 +352,10 @@ export class Mappings {
     if (typeof address !== "number") return notAnAddress(address, verb);
     const where = `Cannot ${verb} ${hex(address)}`;
     const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
-    if (this.#recentUnmaps.has(address) || this.#cache.holding(address) !== undefined) {
+    if (
+      this.#recentUnmaps.has(address) || this.#cache.holding(address) !== undefined ||
+      this.#quick.some((stack) => stack.some((span) => span.address === address))
+    ) {
       const message = `${where}: this ${this.#label} was already freed`;
       return isFreeing(verb)
         ? new DoubleFreeError(message, address)
@@ -343,6 +380,7 @@ export class Mappings {
    * throws `OsError`, and the spans not unmapped yet stay cached.
    */
   trim(): number {
+    this.#flushQuick();
     const bytes = this.#cache.bytes;
     while (this.#cache.oldest !== null) this.#evictOldest();
     this.#disarmIdleTimer();
@@ -377,11 +415,58 @@ export class Mappings {
     return roundUp(Math.max(size, 1), this.#pageSize);
   }
 
+  /** The last block parked on the quick stack of `length`'s page count, now live; or undefined. */
+  #takeQuick(length: number, size: number): Span | undefined {
+    const span = this.#quick[length / this.#pageSize]?.pop();
+    if (span === undefined) return undefined;
+    this.#quickBytes -= length;
+    span.requested = size;
+    return span;
+  }
+
+  /** From the page cache; when it has nothing, after handing it the parked blocks. */
+  #takeCached(length: number, size: number): Span | undefined {
+    const span = this.#cache.take(length, size);
+    if (span !== undefined || this.#quickBytes === 0) return span;
+    this.#flushQuick();
+    return this.#cache.take(length, size);
+  }
+
+  /**
+   * Parks the released `span` (just unrecorded) on its quick stack if it has room; false when it
+   * does not, or when the block is too large for one.
+   */
+  #park(span: Span): boolean {
+    const pages = span.length / this.#pageSize;
+    if (pages > QUICK_PAGES) return false;
+    const stack = this.#quick[pages] ??= [];
+    if ((stack.length + 1) * span.length > QUICK_BYTES) return false;
+    this.#mappedBytes -= span.length;
+    this.#requestedBytes -= span.requested;
+    span.requested = -1;
+    stack.push(span);
+    this.#quickBytes += span.length;
+    this.#armIdleTimer();
+    return true;
+  }
+
+  /** Hands every parked block to the page cache (no call: the budget is checked at releases). */
+  #flushQuick(): void {
+    if (this.#quickBytes === 0) return;
+    for (const stack of this.#quick) {
+      if (stack === undefined) continue;
+      for (const span of stack) this.#cache.release(span);
+      stack.length = 0;
+    }
+    this.#quickBytes = 0;
+  }
+
   /** Maps a fresh region for a new block; throws `OutOfMemoryError` (changing nothing). */
   #mapFresh(length: number, size: number): number {
     const base = this.#os.map(length);
     this.#recentUnmaps.delete(base);
-    return this.#track(newSpan(base, length, size, { base, length, bytes: undefined }), size);
+    const region: Region = { base, length, bytes: undefined };
+    return this.#track(this.#cache.make(base, length, size, region), size);
   }
 
   /** Records `span` as the live block for `size` bytes; returns its address. */
@@ -422,7 +507,7 @@ export class Mappings {
       span.length = length;
       this.#mappedBytes += change;
       if (cache) {
-        this.#cache.addTail(newSpan(tailAddress, -change, -1, span.region));
+        this.#cache.addTail(this.#cache.make(tailAddress, -change, -1, span.region));
         this.#armIdleTimer();
       }
       return true;
@@ -510,8 +595,8 @@ export class Mappings {
       return;
     }
     this.#os.unmap(oldest.address, oldest.length);
-    this.#cache.forget(oldest);
     this.#remember(oldest.address);
+    this.#cache.forget(oldest); // its record is reused: read nothing from it afterwards
   }
 
   /** Starts the idle timer unless it runs (or there is none). */

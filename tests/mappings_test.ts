@@ -4,7 +4,14 @@
 
 import assert from "node:assert/strict";
 import { OsError, OutOfMemoryError, PseudoMalloc } from "../mod.ts";
-import { DECAY_RELEASES, decayedPeak, IDLE_MS, Mappings } from "../src/_mappings.ts";
+import {
+  DECAY_RELEASES,
+  decayedPeak,
+  IDLE_MS,
+  Mappings,
+  QUICK_BYTES,
+  QUICK_PAGES,
+} from "../src/_mappings.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 import { mulberry32 } from "../src/_random.ts";
@@ -165,22 +172,22 @@ Deno.test("decayedPeak: the cap's peak falls by 1/4096 per release, never below 
 
 Deno.test("Mappings: a cached span not reused for DECAY_RELEASES releases goes back", () => {
   const { os, blocks } = cached();
-  const old = blocks.map(16 * KiB);
+  const old = blocks.map(80 * KiB); // above QUICK_PAGES: in the page cache, not a quick stack
   // The churning block: too large for the old span, and not its neighbour (the kernel decides
   // where mappings go: a neighbour would merge with it), so the old span is never reused.
-  const touches = (a: number) => a + 64 * KiB === old || old + 16 * KiB === a;
+  const touches = (a: number) => a + 160 * KiB === old || old + 80 * KiB === a;
   const apart: number[] = [];
-  let churn = blocks.map(64 * KiB);
+  let churn = blocks.map(160 * KiB);
   while (touches(churn)) {
     apart.push(churn);
-    churn = blocks.map(64 * KiB);
+    churn = blocks.map(160 * KiB);
   }
   blocks.unmap(old);
   blocks.unmap(churn);
   const before = os.calls.unmap;
-  for (let i = 0; i < DECAY_RELEASES; i++) blocks.unmap(blocks.map(64 * KiB));
+  for (let i = 0; i < DECAY_RELEASES; i++) blocks.unmap(blocks.map(160 * KiB));
   assert.equal(os.calls.unmap, before + 1, "the idle span, once");
-  assert.equal(blocks.cachedBytes, 64 * KiB, "the churning block's pages stay");
+  assert.equal(blocks.cachedBytes, 160 * KiB, "the churning block's pages stay");
   for (const address of apart) blocks.unmap(address);
   blocks.validate();
   blocks.close();
@@ -264,4 +271,28 @@ Deno.test("PseudoMalloc gives an idle large-block cache back after IDLE_MS, and 
   assert.equal(heap.stats().largeCachedBytes, 0);
   assert.equal(heap.stats().mappedBytes, mapped - 256 * KiB);
   heap.validate();
+});
+
+Deno.test("Mappings: quick stacks hold blocks of up to QUICK_PAGES pages, QUICK_BYTES each", () => {
+  const { os, blocks } = cached();
+  const held = Array.from({ length: 100 }, () => blocks.map(PAGE));
+  for (const address of held) blocks.unmap(address);
+  assert.equal(blocks.cachedBytes, 100 * PAGE, "every freed page is kept");
+  blocks.validate();
+  // The stack of 1-page blocks holds QUICK_BYTES of them: the last parked comes back first.
+  const before = calls(os);
+  assert.equal(blocks.map(100), held[QUICK_BYTES / PAGE - 1]);
+  assert.equal(blocks.map(4000), held[QUICK_BYTES / PAGE - 2]);
+  assert.equal(calls(os), before);
+  // A block above QUICK_PAGES pages goes to the page cache (the 36 pages that did not fit their
+  // stack are there too, merged where they touch); a 2-page request, which no quick stack
+  // serves, is split off the page cache's spans with no call.
+  blocks.unmap(blocks.map((QUICK_PAGES + 1) * PAGE));
+  const calls17 = calls(os);
+  const two = blocks.map(2 * PAGE);
+  assert.equal(blocks.lengthOf(two), 2 * PAGE);
+  assert.equal(calls(os), calls17);
+  blocks.validate();
+  blocks.close();
+  assert.equal(os.mappedBytes, 0);
 });
