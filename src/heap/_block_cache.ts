@@ -31,7 +31,9 @@
 // 16-byte minimum blocks: freeing the 100-byte block at 0x1000_0080 when stack 3 (128-byte blocks)
 // holds 5 pushes it at base(3) + 5 = 2 * (4096 - 512) + 5: `block[7173] = 0x1000_0080`.
 //
-// A block that finds its stack full goes back to its buddy, which merges it.
+// A block that finds its stack full goes back to its buddy, which merges it. An order whose stack
+// went round a burst cycle (`bursts`: full, then empty, then full again) is refilled in batches:
+// a malloc that finds it empty splits up to 1 KiB of blocks off the buddy at once (`_core.ts`).
 
 import { hex } from "../errors.ts";
 import type { Arena, Arenas } from "./_arenas.ts";
