@@ -65,8 +65,9 @@ const NAMES = ["malloc", "calloc", "free"] as const;
  * overflowed (a free found it full), was drained by mallocs, and overflowed again. A program that
  * frees in bursts longer than the stack (binary-tree frees trees of up to 16,382 nodes into a stack
  * of 2,048) allocates in bursts too; a heap that never went round that cycle caches only what was
- * freed. Measured on binary-tree, warm, against libc (medians of 5 rounds, 3 alternating
- * processes): 0.83-0.89x without, 0.93-1.01x with.
+ * freed. Measured on binary-tree, warm, against libc (medians of 5 rounds per process, two sets
+ * of 3 alternating processes on a loaded machine): 0.83-0.89x and 0.85-0.93x without, 0.93-1.01x
+ * and 0.91-0.95x with.
  */
 const REFILL_BYTES = 1024;
 
