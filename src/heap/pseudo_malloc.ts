@@ -258,23 +258,6 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    // The common case inline: a small block of a low arena resized within its order (a buffer
-    // growing by a few bytes at a time). Only its tag and the live count change.
-    if (
-      typeof address === "number" && address < this.#lowEnd && address > 0 &&
-      typeof size === "number" && size < this.#smallLimit && size > 0 && (size | 0) === size
-    ) {
-      const index = address >>> this.#minShift;
-      if (index << this.#minShift === address) {
-        const tag = this.#shadow![index]!;
-        if (tag !== 0 && this.#orderOf(size) === this.#orderOf(tag - 1)) {
-          this.#shadow![index] = size + 1;
-          this.#counters.liveBytes += size - (tag - 1);
-          this.#counters.noteLivePeak(); // nothing was mapped
-          return address;
-        }
-      }
-    }
     const edge = reallocEdge(this, this.#core.closed, address, size);
     return edge !== -1 ? edge : this.#core.realloc(address, size);
   }
