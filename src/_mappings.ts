@@ -48,7 +48,7 @@ import {
 import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
 import { AddressTable } from "./_address_table.ts";
-import { PageCache, type Region, type Span } from "./_page_cache.ts";
+import { covering, PageCache, type Region, type Span } from "./_page_cache.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import type { Os } from "../ffi/os.ts";
 
@@ -303,7 +303,7 @@ export class Mappings {
     let mapped = 0;
     let requested = 0;
     for (const [address, span] of this.#blocks.entries()) {
-      if (span.address !== address || span.requested < 0) {
+      if (span.address !== address || span.requested < 0 || span.region.length === 0) {
         throw new Error(`${this.#label} ${hex(address)} is recorded wrongly`);
       }
       if (span.length !== this.#lengthFor(span.requested)) {
@@ -514,6 +514,7 @@ export class Mappings {
     }
     const above = this.#cache.freeAt(span.address + span.length);
     if (above === undefined || above.length < change) return false;
+    span.region = covering(span.region, above.region);
     this.#cache.shorten(above, change);
     span.length = length;
     this.#mappedBytes += change;

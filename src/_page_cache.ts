@@ -72,6 +72,21 @@ const NO_REGION: Region = { base: 0, length: 0, bytes: undefined };
 const BINS = 257;
 
 /**
+ * A region whose view covers both `a` and `b` (one of them when it covers the other): a span that
+ * grows over the pages of another mapping gets it, so that its views (and those of the spans later
+ * split off it) stay cut from one view instead of each making a new one (`getArrayBuffer`, about a
+ * microsecond). The range between two mappings may be unmapped: nothing ever reads it.
+ */
+export function covering(a: Region, b: Region): Region {
+  if (a === b) return a;
+  const base = Math.min(a.base, b.base);
+  const end = Math.max(a.base + a.length, b.base + b.length);
+  if (base === a.base && end === a.base + a.length) return a;
+  if (base === b.base && end === b.base + b.length) return b;
+  return { base, length: end - base, bytes: undefined };
+}
+
+/**
  * A new span (every span is made here, so that all have one shape): live with `requested` bytes,
  * or free with -1.
  */
@@ -236,6 +251,7 @@ export class PageCache {
       if (this.#byStart.get(span.address) !== span) {
         throw new Error(`free span ${span.address} is not indexed by its start`);
       }
+      if (span.region.length === 0) throw new Error(`free span ${span.address} has no region`);
       if (span.newer !== null && span.newer.releasedAt < span.releasedAt) {
         throw new Error(`free span ${span.newer.address} is listed out of release order`);
       }
@@ -282,9 +298,10 @@ export class PageCache {
         for (let k = i + 1; k < j; k++) {
           const high = spans[k]!;
           this.#unlist(high);
-          this.#recycle(high);
           low.length += high.length;
+          low.region = covering(low.region, high.region);
           low.releasedAt = Math.max(low.releasedAt, high.releasedAt);
+          this.#recycle(high); // last: its record is reused
         }
         let newer: Span | null = null; // the first span released after `low`, from the newest end
         let older = this.#newest;
@@ -343,6 +360,7 @@ export class PageCache {
     if (above === undefined) return;
     this.#unlist(above);
     span.length += above.length;
+    span.region = covering(span.region, above.region);
     this.#recycle(above);
   }
 

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { AddressTable } from "../src/_address_table.ts";
-import { newSpan, PageCache, type Region, type Span } from "../src/_page_cache.ts";
+import { covering, newSpan, PageCache, type Region, type Span } from "../src/_page_cache.ts";
 import { mulberry32 } from "../src/_random.ts";
 
 const PAGE = 4096;
@@ -163,5 +163,29 @@ Deno.test("PageCache counts pages of spans of 4 GiB and more exactly (no 32-bit 
   cache.release(huge);
   assert.equal(cache.take(2 ** 32, 1)?.address, 0x7000_0000_0000, "the huge span serves 4 GiB");
   assert.equal(cache.freeAt(0x7000_0000_0000 + 2 ** 32)?.length, PAGE, "one page left");
+  cache.validate();
+});
+
+Deno.test("covering: one region whose view spans two, or the one that already does", () => {
+  const a: Region = { base: 0x10_0000, length: 4 * PAGE, bytes: undefined };
+  const b: Region = { base: 0x10_0000 + 4 * PAGE, length: 2 * PAGE, bytes: undefined };
+  const inside: Region = { base: 0x10_0000 + PAGE, length: PAGE, bytes: undefined };
+  assert.equal(covering(a, a), a);
+  assert.equal(covering(a, inside), a);
+  assert.equal(covering(inside, a), a);
+  const both = covering(a, b);
+  assert.deepEqual([both.base, both.length], [0x10_0000, 6 * PAGE]);
+  assert.equal(both.bytes, undefined, "a view of its own, made on first use");
+});
+
+Deno.test("PageCache: merged spans cover their pages' regions (consolidated ones too)", () => {
+  const cache = new PageCache(PAGE);
+  const low = regionSpan(0x50_0000, 4);
+  const high = regionSpan(0x50_0000 + 4 * PAGE, 4); // another mapping
+  cache.release(low);
+  cache.release(high); // not merged on release (the span below is not looked up)
+  const taken = cache.take(8 * PAGE, 1)!; // consolidated, then taken whole
+  assert.equal(taken.length, 8 * PAGE);
+  assert.deepEqual([taken.region.base, taken.region.length], [0x50_0000, 8 * PAGE]);
   cache.validate();
 });
