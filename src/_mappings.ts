@@ -15,8 +15,8 @@
 // already there.
 //
 // A released block of at most 16 pages is parked first on a quick stack of its page count (at most
-// 256 KiB each, 4 MiB in all; `QUICK_PAGES`), and a request of that page count takes it back whole;
-// the page cache gets parked blocks when it has nothing for a request, and on `trim`.
+// 256 KiB each, 4 MiB in all; `_quick_stacks.ts`), and a request of that page count takes it back
+// whole; the page cache gets parked blocks when it has nothing for a request, and on `trim`.
 //
 // What the page cache may keep (its budget), and when it gives memory back:
 // - Never a block of more than `MAX_CACHED` (32 MiB): its `free` unmaps it.
@@ -49,6 +49,7 @@ import { roundUp } from "./_size.ts";
 import { isFreeing, notAnAddress } from "./_checks.ts";
 import { AddressTable } from "./_address_table.ts";
 import { covering, PageCache, type Region, type Span } from "./_page_cache.ts";
+import { QuickStacks } from "./_quick_stacks.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import type { Os } from "../ffi/os.ts";
 
@@ -93,19 +94,6 @@ export const MAX_CACHED = 32 << 20;
  */
 export const COPY_LIMIT = 256 << 10;
 
-/**
- * The quick stacks: a released block of 1 to `QUICK_PAGES` pages is first parked whole on the
- * stack of its page count (at most `QUICK_BYTES` per stack), and a request of that page count
- * takes the last one parked, as the heap's small blocks use their block cache: no split, no merge,
- * no lookup. A request the stacks cannot serve, when the page cache has nothing either, first
- * hands every parked block to the page cache. Measured on the 1-64 KiB churn of `bench/` (medians
- * of 5 alternating processes on a loaded machine): 340 ns per free + malloc with the page cache
- * alone, 224 ns with the stacks in front of it.
- */
-export const QUICK_PAGES = 16;
-/** Bytes each quick stack may hold (so all of them 16 x 256 KiB = 4 MiB at most). */
-export const QUICK_BYTES = 256 << 10;
-
 /** A cached span not reused within this many later releases goes back to the OS. */
 export const DECAY_RELEASES = 4096;
 
@@ -137,9 +125,7 @@ export class Mappings {
   #caching: boolean;
   #cacheFloor: number;
   #cache: PageCache;
-  /** Quick stacks by page count (index 0 unused), and the bytes they hold. */
-  #quick: Span[][] = [];
-  #quickBytes = 0;
+  #quick: QuickStacks;
   #idleTimer: IdleTimer | undefined;
   #onIdleTrim: () => void;
   #idleHandle: unknown = undefined;
@@ -161,13 +147,14 @@ export class Mappings {
     this.#caching = options.cache ?? false;
     this.#cacheFloor = options.cacheFloor ?? 8 << 20;
     this.#cache = new PageCache(this.#pageSize);
+    this.#quick = new QuickStacks(this.#pageSize);
     this.#idleTimer = options.idleTimer;
     this.#onIdleTrim = options.onIdleTrim ?? (() => {});
   }
 
   /** Bytes of released pages kept for reuse (still mapped). */
   get cachedBytes(): number {
-    return this.#cache.bytes + this.#quickBytes;
+    return this.#cache.bytes + this.#quick.bytes;
   }
 
   /** Live blocks. */
@@ -197,7 +184,7 @@ export class Mappings {
   map(size: number): number {
     this.#calls++;
     const length = this.#lengthFor(size);
-    const span = this.#takeQuick(length, size) ?? this.#takeCached(length, size);
+    const span = this.#quick.take(length, size) ?? this.#takeCached(length, size);
     return span === undefined ? this.#mapFresh(length, size) : this.#track(span, size);
   }
 
@@ -205,7 +192,7 @@ export class Mappings {
   mapZeroed(size: number): number {
     this.#calls++;
     const length = this.#lengthFor(size);
-    const span = this.#takeQuick(length, size) ?? this.#takeCached(length, size);
+    const span = this.#quick.take(length, size) ?? this.#takeCached(length, size);
     if (span === undefined) return this.#mapFresh(length, size);
     this.#bytesOf(span).fill(0); // cached pages hold what their last block left there
     return this.#track(span, size);
@@ -321,19 +308,8 @@ export class Mappings {
     }
     this.#cache.validate();
     // No two spans, live or cached, overlap: in address order each ends before the next starts.
-    let quick = 0;
-    for (const [pages, stack] of this.#quick.entries()) {
-      for (const span of stack ?? []) {
-        quick += span.length;
-        if (span.length !== pages * this.#pageSize || span.requested >= 0) {
-          throw new Error(`a parked ${this.#label} at ${hex(span.address)} is on the wrong stack`);
-        }
-      }
-    }
-    if (quick !== this.#quickBytes) {
-      throw new Error(`the quick stacks count ${this.#quickBytes} bytes, hold ${quick}`);
-    }
-    const spans = [...this.#live(), ...this.#cache.spans(), ...this.#quick.flat()];
+    this.#quick.validate();
+    const spans = [...this.#live(), ...this.#cache.spans(), ...this.#quick.spans()];
     spans.sort((a, b) => a.address - b.address);
     for (let i = 1; i < spans.length; i++) {
       const [low, high] = [spans[i - 1]!, spans[i]!];
@@ -354,7 +330,7 @@ export class Mappings {
     const Invalid = isFreeing(verb) ? InvalidFreeError : InvalidAddressError;
     if (
       this.#recentUnmaps.has(address) || this.#cache.holding(address) !== undefined ||
-      this.#quick.some((stack) => stack.some((span) => span.address === address))
+      this.#quick.has(address)
     ) {
       const message = `${where}: this ${this.#label} was already freed`;
       return isFreeing(verb)
@@ -380,7 +356,7 @@ export class Mappings {
    * throws `OsError`, and the spans not unmapped yet stay cached.
    */
   trim(): number {
-    this.#flushQuick();
+    this.#quick.flush(this.#release);
     const bytes = this.#cache.bytes;
     while (this.#cache.oldest !== null) this.#evictOldest();
     this.#disarmIdleTimer();
@@ -415,20 +391,11 @@ export class Mappings {
     return roundUp(Math.max(size, 1), this.#pageSize);
   }
 
-  /** The last block parked on the quick stack of `length`'s page count, now live; or undefined. */
-  #takeQuick(length: number, size: number): Span | undefined {
-    const span = this.#quick[length / this.#pageSize]?.pop();
-    if (span === undefined) return undefined;
-    this.#quickBytes -= length;
-    span.requested = size;
-    return span;
-  }
-
   /** From the page cache; when it has nothing, after handing it the parked blocks. */
   #takeCached(length: number, size: number): Span | undefined {
     const span = this.#cache.take(length, size);
-    if (span !== undefined || this.#quickBytes === 0) return span;
-    this.#flushQuick();
+    if (span !== undefined || this.#quick.bytes === 0) return span;
+    this.#quick.flush(this.#release);
     return this.#cache.take(length, size);
   }
 
@@ -437,29 +404,16 @@ export class Mappings {
    * does not, or when the block is too large for one.
    */
   #park(span: Span): boolean {
-    const pages = span.length / this.#pageSize;
-    if (pages > QUICK_PAGES) return false;
-    const stack = this.#quick[pages] ??= [];
-    if ((stack.length + 1) * span.length > QUICK_BYTES) return false;
-    this.#mappedBytes -= span.length;
-    this.#requestedBytes -= span.requested;
-    span.requested = -1;
-    stack.push(span);
-    this.#quickBytes += span.length;
+    const { length, requested } = span;
+    if (!this.#quick.park(span)) return false;
+    this.#mappedBytes -= length;
+    this.#requestedBytes -= requested;
     this.#armIdleTimer();
     return true;
   }
 
-  /** Hands every parked block to the page cache (no call: the budget is checked at releases). */
-  #flushQuick(): void {
-    if (this.#quickBytes === 0) return;
-    for (const stack of this.#quick) {
-      if (stack === undefined) continue;
-      for (const span of stack) this.#cache.release(span);
-      stack.length = 0;
-    }
-    this.#quickBytes = 0;
-  }
+  /** Hands a parked block to the page cache (no call: the budget is checked at releases). */
+  #release = (span: Span): void => this.#cache.release(span);
 
   /** Maps a fresh region for a new block; throws `OutOfMemoryError` (changing nothing). */
   #mapFresh(length: number, size: number): number {

@@ -4,14 +4,8 @@
 
 import assert from "node:assert/strict";
 import { OsError, OutOfMemoryError, PseudoMalloc } from "../mod.ts";
-import {
-  DECAY_RELEASES,
-  decayedPeak,
-  IDLE_MS,
-  Mappings,
-  QUICK_BYTES,
-  QUICK_PAGES,
-} from "../src/_mappings.ts";
+import { DECAY_RELEASES, decayedPeak, IDLE_MS, Mappings } from "../src/_mappings.ts";
+import { QUICK_BYTES, QUICK_PAGES } from "../src/_quick_stacks.ts";
 import type { IdleTimer } from "../ffi/idle_timer.ts";
 import { FaultyOs } from "./_faulty_os.ts";
 import { mulberry32 } from "../src/_random.ts";
