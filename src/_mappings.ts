@@ -10,9 +10,8 @@
 // with, and leaves the rest free; freed neighbours merge again, even across mappings. `realloc`
 // grows a block in place when the span above it is free (no call, no copy), shrinks it in place
 // (the tail becomes free), and otherwise copies it into other pages (up to `COPY_LIMIT`) or asks
-// the OS to move it (`mremap`). So a program that
-// allocates and frees varied large sizes makes almost no system call, and touches pages that are
-// already there.
+// the OS to move it (`mremap`). So a program that allocates and frees varied large sizes makes
+// almost no system call, and touches pages that are already there.
 //
 // A released block of at most 16 pages is parked first on a quick stack of its page count (at most
 // 256 KiB each, 4 MiB in all; `_quick_stacks.ts`), and a request of that page count takes it back
