@@ -31,7 +31,10 @@
 
 import { AddressTable } from "./_address_table.ts";
 
-/** One mapping obtained from the OS (`mmap`, or `mremap` that moved or grew a block). */
+/**
+ * A range a view is made over: one mapping obtained from the OS (`mmap`, or `mremap` that moved or
+ * grew a block), or a window over several, for a span that grew over them (`covering`).
+ */
 export interface Region {
   readonly base: number;
   readonly length: number;
