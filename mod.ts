@@ -32,9 +32,12 @@
 export { CACHE_DEPTH, CACHE_ORDER_BYTES, PseudoMalloc } from "./src/heap/pseudo_malloc.ts";
 export type {
   ArenaStats,
+  BlockInfo,
   HeapStats,
   LiveAllocation,
   PseudoMallocOptions,
+  ScopedBlock,
+  TypedArrayConstructor,
 } from "./src/heap/pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export type { Os, OsCall } from "./ffi/os.ts";

@@ -365,6 +365,29 @@ export class HeapCore {
 
   // --- shared -----------------------------------------------------------------------------------
 
+  /**
+   * The start of the live block that holds `address` (any byte of it), or -1. A small block is
+   * found by its tag: the nearest tagged slot at or below the address is the only block that can
+   * hold it (blocks never overlap), so the scan goes back at most one largest small block.
+   */
+  startOf(address: number): number {
+    const arena = this.arenas.arenaOf(address);
+    if (arena === undefined) return this.large.startOf(address);
+    const { minShift, minBlockSize, threshold } = this.config;
+    const offset = Math.floor(address - arena.base);
+    const slot = offset >>> minShift;
+    // The largest small block has `1 << orderOf(threshold - 1)` slots.
+    const lowest = threshold <= 1 ? slot : Math.max(0, slot - (1 << this.orderOf(threshold - 1)));
+    for (let s = slot; s >= lowest; s--) {
+      const tag = arena.tags[s]!;
+      if (tag === 0) continue;
+      const start = s << minShift;
+      const size = minBlockSize << this.orderOf(tag - 1);
+      return offset < start + size ? arena.base + start : -1;
+    }
+    return -1;
+  }
+
   /** A view of `length` bytes at a live block's address (checked by the caller). */
   view(address: number, length: number): Uint8Array {
     const arena = this.arenas.arenaOf(address);

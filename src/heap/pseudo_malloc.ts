@@ -37,6 +37,7 @@ import type { Allocator } from "../allocator.ts";
 import { type CAllocator, cAllocator, type CAllocatorOptions } from "../c/c_allocator.ts";
 import type { Counters } from "../_counters.ts";
 import { checkOpen, notAnAddress, reallocEdge } from "../_checks.ts";
+import { hex, InvalidAddressError } from "../errors.ts";
 import { viewLength } from "../_size.ts";
 import { addressFrom, libcOs, pointerFrom } from "../../ffi/libc.ts";
 import type { CACHE_ORDER_BYTES } from "./_block_cache.ts";
@@ -46,9 +47,30 @@ import { heapPicture, heapStats, liveBlocks, validateHeap } from "./_inspect.ts"
 import { LOW_LIMIT } from "./_low_memory.ts";
 import { resolveOptions } from "./_options.ts";
 import { releaseSpares } from "./_spares.ts";
-import type { HeapStats, LiveAllocation, PseudoMallocOptions } from "./types.ts";
+import type {
+  BlockInfo,
+  HeapStats,
+  LiveAllocation,
+  PseudoMallocOptions,
+  ScopedBlock,
+} from "./types.ts";
+import {
+  cStringBytes,
+  dataViewOf,
+  readCStringFrom,
+  type TypedArrayConstructor,
+  typedView,
+} from "../_views.ts";
 
-export type { ArenaStats, HeapStats, LiveAllocation, PseudoMallocOptions } from "./types.ts";
+export type {
+  ArenaStats,
+  BlockInfo,
+  HeapStats,
+  LiveAllocation,
+  PseudoMallocOptions,
+  ScopedBlock,
+} from "./types.ts";
+export type { TypedArrayConstructor } from "../_views.ts";
 export { CACHE_DEPTH, CACHE_ORDER_BYTES } from "./_block_cache.ts";
 
 /**
@@ -361,6 +383,227 @@ export class PseudoMalloc implements Allocator {
     checkOpen(this.#core.closed, "bytes");
     const usable = this.usableSize(address);
     return this.#core.view(address, viewLength(address, length, usable));
+  }
+
+  /**
+   * The live block that holds `address`: any byte of it, not only its start (C hands back interior
+   * pointers: a `qsort` comparator gets element addresses).
+   *
+   * @param address An address inside a live block.
+   * @returns The block's start and usable size.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   *
+   * @example The element of an array that C points at
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const array = heap.malloc(10 * 8);
+   * const element = array + 3 * 8;
+   * assert.equal((element - heap.blockOf(element).address) / 8, 3);
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    const core = this.#core;
+    checkOpen(core.closed, "blockOf");
+    if (typeof address !== "number") throw notAnAddress(address, "find the block of");
+    const start = Number.isFinite(address) ? core.startOf(address) : -1;
+    if (start < 0) {
+      throw new InvalidAddressError(
+        `Cannot find the block of ${hex(address)}: no live block of this heap holds it`,
+        address,
+      );
+    }
+    return { address: start, size: this.usableSize(start) };
+  }
+
+  /**
+   * `length` bytes from any address inside a live block, bounded by that block's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Reading the second half of a block
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const address = heap.malloc(16);
+   * heap.bytes(address).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+   * assert.deepEqual([...heap.bytesAt(address + 8, 4)], [8, 9, 10, 11]);
+   * assert.throws(() => heap.bytesAt(address + 8, 9), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    const block = this.blockOf(address);
+    const offset = address - block.address;
+    const rest = block.size - offset;
+    if (length !== undefined && !(Number.isInteger(length) && length >= 0 && length <= rest)) {
+      throw new RangeError(
+        `Cannot view ${length} bytes at ${hex(address)}: ${rest} bytes are left to the end of ` +
+          `its block at ${hex(block.address)}`,
+      );
+    }
+    return this.#core.view(block.address, block.size).subarray(offset, offset + (length ?? rest));
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) of native memory from `address`, inside a
+   * live block, to the block's end or `length` elements: no hand-made `DataView`, and never the
+   * whole arena behind a block's `bytes().buffer`.
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the block's end.
+   *
+   * @example An array of doubles
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const address = heap.malloc(4 * 8);
+   * const xs = heap.view(address, Float64Array);
+   * xs.set([1.5, 2.5, 3.5, 4.5]);
+   * assert.equal(xs.length, 4);
+   * assert.equal(heap.view(address + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => heap.view(address + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` of native memory from `address`, inside a live block, to the block's end or
+   * `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes; to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const address = heap.malloc(24);
+   * const view = heap.dataView(address);
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * assert.equal(view.byteLength, 32); // the block's usable size
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
+  }
+
+  /**
+   * Allocates a NUL-terminated UTF-8 copy of `text`, for C.
+   *
+   * @param text The text; it must not hold a NUL itself.
+   * @returns The address of the copy (free it when C is done with it).
+   * @throws {TypeError} When `text` is not a string or holds a NUL.
+   * @throws {OutOfMemoryError} When no memory can be had.
+   *
+   * @example A C string round trip
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const address = heap.cstring("héllo");
+   * assert.equal(heap.bytes(address, 7)[6], 0); // 6 bytes of UTF-8, then the NUL
+   * assert.equal(heap.readCString(address), "héllo");
+   * heap.free(address);
+   * ```
+   */
+  cstring(text: string): number {
+    const bytes = cStringBytes(text);
+    const address = this.malloc(bytes.byteLength);
+    this.#core.view(address, bytes.byteLength).set(bytes);
+    return address;
+  }
+
+  /**
+   * Decodes the NUL-terminated UTF-8 string at `address` (any address inside a live block), never
+   * reading past the block's end.
+   *
+   * @param address Where the string starts.
+   * @param maxLength Bytes to read at most (then the text so far, as `strnlen` would stop).
+   * @returns The text, without its NUL.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When the block ends before a NUL (and before `maxLength`).
+   *
+   * @example What C wrote
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * const address = heap.malloc(16);
+   * heap.bytes(address).set(new TextEncoder().encode("abc\0"));
+   * assert.equal(heap.readCString(address), "abc");
+   * assert.equal(heap.readCString(address, 2), "ab");
+   * ```
+   */
+  readCString(address: number, maxLength?: number): string {
+    return readCStringFrom(this.bytesAt(address), address, maxLength);
+  }
+
+  /**
+   * Allocates a block that is freed at the end of a `using` scope: a temporary buffer for one call.
+   * (An object per call: the convenience path, not the fast one.)
+   *
+   * @param size Bytes.
+   * @returns The block; disposing of it twice frees it once.
+   * @throws {RangeError} When `size` is invalid.
+   * @throws {OutOfMemoryError} When no memory can be had.
+   *
+   * @example An out-parameter for one call
+   * ```ts
+   * import { PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new PseudoMalloc();
+   * {
+   *   using out = heap.scoped(8);
+   *   heap.view(out.address, BigInt64Array)[0] = 42n; // as C would fill it
+   *   assert.equal(heap.view(out.address, BigInt64Array)[0], 42n);
+   * }
+   * assert.equal(heap.stats().liveAllocations, 0);
+   * ```
+   */
+  scoped(size: number): ScopedBlock {
+    const address = this.malloc(size);
+    let live = true;
+    // deno-lint-ignore no-this-alias
+    const heap = this;
+    return {
+      address,
+      size,
+      get pointer() {
+        return heap.pointer(address);
+      },
+      bytes: () => this.bytes(address, size),
+      [Symbol.dispose]: () => {
+        if (!live) return;
+        live = false;
+        if (!this.#core.closed) this.free(address);
+      },
+    };
   }
 
   /**

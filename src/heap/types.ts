@@ -139,3 +139,50 @@ export interface HeapStats extends AllocatorStats {
   /** Per arena: free bytes, largest free block, external fragmentation, free blocks per order. */
   arenaDetails: ArenaStats[];
 }
+
+/**
+ * The live block that holds an address: its start and its usable size (what `blockOf` gives).
+ *
+ * @example An interior pointer's block
+ * ```ts
+ * import { type BlockInfo, PseudoMalloc } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc();
+ * const address = heap.malloc(100);
+ * const block: BlockInfo = heap.blockOf(address + 40);
+ * console.log(block.address === address, block.size); // true 128
+ * ```
+ */
+export interface BlockInfo {
+  /** Where the block starts. */
+  address: number;
+  /** Its usable size in bytes (what `usableSize` gives). */
+  size: number;
+}
+
+/**
+ * A block freed at the end of a `using` scope (`heap.scoped(size)`): a temporary buffer for one
+ * call without `try`/`finally`.
+ *
+ * @example A buffer for one call
+ * ```ts
+ * import { PseudoMalloc, type ScopedBlock } from "@pseudo/malloc";
+ *
+ * using heap = new PseudoMalloc();
+ * {
+ *   using block: ScopedBlock = heap.scoped(64);
+ *   block.bytes().fill(1);
+ * } // freed here
+ * console.log(heap.stats().liveAllocations); // 0
+ * ```
+ */
+export interface ScopedBlock extends Disposable {
+  /** The block's address. */
+  readonly address: number;
+  /** The bytes requested. */
+  readonly size: number;
+  /** The block as a pointer, for FFI. */
+  readonly pointer: Deno.PointerValue;
+  /** A view of the block (its requested size). */
+  bytes(): Uint8Array;
+}
