@@ -59,7 +59,20 @@ export {
   OutOfMemoryError,
 } from "./src/errors.ts";
 export { MAX_SIZE } from "./src/_size.ts";
-export { calloc, defaultHeap, free, malloc, realloc, usableSize } from "./src/default_heap.ts";
+export {
+  addressOf,
+  bytes,
+  calloc,
+  cstring,
+  defaultHeap,
+  free,
+  malloc,
+  pointer,
+  readCString,
+  realloc,
+  usableSize,
+  view,
+} from "./src/default_heap.ts";
 export { MmapAllocator } from "./src/family/mmap_allocator.ts";
 export type { MmapAllocatorOptions } from "./src/family/mmap_allocator.ts";
 export { BumpAllocator } from "./src/family/bump_allocator.ts";
