@@ -106,3 +106,4 @@ export type {
 export { ZlibAllocator, zlibAllocator } from "./src/c/zlib_allocator.ts";
 export type { ZlibAllocatorCallbacks } from "./src/c/zlib_allocator.ts";
 export { LuaAllocator, luaAllocator } from "./src/c/lua_allocator.ts";
+export * from "./src/c/sqlite_allocator.ts";
