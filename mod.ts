@@ -107,3 +107,16 @@ export { ZlibAllocator, zlibAllocator } from "./src/c/zlib_allocator.ts";
 export type { ZlibAllocatorCallbacks } from "./src/c/zlib_allocator.ts";
 export { LuaAllocator, luaAllocator } from "./src/c/lua_allocator.ts";
 export * from "./src/c/sqlite_allocator.ts";
+export {
+  type FieldInput,
+  type FieldType,
+  type FieldValue,
+  type ScalarType,
+  struct,
+  type StructFields,
+  type StructInput,
+  StructLayout,
+  type StructMember,
+  type StructMemory,
+  type StructValue,
+} from "./src/struct.ts";
