@@ -24,6 +24,16 @@
 // large block: the largest small request is used instead), 5000 -> 8192), so SQLite asks for the
 // whole block, uses its slack, and a realloc within the block costs no `xRealloc` call. Both
 // queries are one closure each, with a counter, no allocation and no bigint made.
+//
+// Why every block is asked for whole. SQLite takes `xSize` as the block's capacity and writes up to
+// it (a growing string or record buffer uses its slack, then reallocs). The heap's `realloc` keeps
+// only the bytes *requested* when it moves a block, while `usableSize` answers the whole block: a
+// block asked for 100 bytes, filled to its 128 by SQLite and moved, would lose 28 bytes (tried: a
+// segmentation fault within 100 rows when xMalloc passed SQLite's sizes through). So `xMalloc(n)`
+// and `xRealloc(p, n)` ask the heap for the block size of `n` (the same rule as `xRoundup`, whatever
+// `roundup` option is given), and what `xSize` answers is exactly what was asked: the block, or,
+// for the one block size that reaches the threshold (1024 above), the `threshold - 1` bytes asked.
+// An allocator without that geometry gets SQLite's sizes as they are.
 
 import type { Allocator } from "../allocator.ts";
 import { addressOf, CallbackSet, freeOp, mallocOp, reallocOp } from "./_callbacks.ts";
@@ -188,29 +198,36 @@ export interface SqliteMemCallbacks {
 const source = (name: SqliteMemFunction) => name as string as CAllocatorFunction;
 
 /**
- * The default `xRoundup` for `allocator`: its block size where its geometry is readable (a heap
- * with numeric `mmapThreshold` and `pageSize`, as `PseudoMalloc`), else the size itself. The
- * minimum block is read from one probe block, allocated and freed at once.
+ * What the adapter asks of a heap whose geometry it can read (numeric `mmapThreshold` and
+ * `pageSize`, as `PseudoMalloc`): `block(n)`, the block size a request of `n` gets, asked for
+ * whole (see the opening comment); `gap`, the block size of a request of `threshold - 1`, which
+ * may reach the threshold: such blocks were asked for `gapSize` bytes, which `xSize` answers.
+ * Undefined for other allocators. The minimum block is read from one probe block, allocated and
+ * freed at once.
  */
-function blockRoundup(allocator: Allocator): (size: number) => number {
+function geometryOf(
+  allocator: Allocator,
+): { block(size: number): number; gap: number; gapSize: number } | undefined {
   const { mmapThreshold: threshold, pageSize } = allocator as Partial<
     Record<"mmapThreshold" | "pageSize", unknown>
   >;
-  if (typeof threshold !== "number" || typeof pageSize !== "number") return (size) => size;
+  if (typeof threshold !== "number" || typeof pageSize !== "number") return undefined;
   const probe = allocator.malloc(1);
   const minBlock = allocator.usableSize(probe);
   allocator.free(probe);
   const pageMask = pageSize - 1;
-  return (size) => {
+  const block = (size: number) => {
     if (size < threshold) {
-      if (size <= minBlock) return minBlock;
-      const block = 2 ** (32 - Math.clz32(size - 1));
+      const whole = size <= minBlock ? minBlock : 2 ** (32 - Math.clz32(size - 1));
       // A whole block at the threshold would be a large request: ask for the largest small one.
-      return block < threshold ? block : threshold - 1;
+      return whole < threshold ? whole : threshold - 1;
     }
     const pages = size + (-size & pageMask);
     return pages <= INT_MAX ? pages : size;
   };
+  // The block a request of `threshold - 1` bytes gets, asked for `block(threshold - 1)` bytes.
+  const gap = threshold > 1 ? Math.max(minBlock, 2 ** (32 - Math.clz32(threshold - 2))) : 0;
+  return { block, gap, gapSize: threshold > 1 ? block(threshold - 1) : 0 };
 }
 
 /**
@@ -221,7 +238,8 @@ function blockRoundup(allocator: Allocator): (size: number) => number {
  *
  * `xMalloc` answers NULL when memory runs out (SQLite then reports `SQLITE_NOMEM`, 7), `xRealloc`
  * leaves the block untouched when it fails, `xSize` gives the block's usable size (capped at
- * 2^31 - 1), `xRoundup` the block size a request gets (see
+ * 2^31 - 1; on a `PseudoMalloc` both ask for whole blocks, so that every byte `xSize` promises
+ * survives a `realloc` that moves the block), `xRoundup` the block size a request gets (see
  * {@linkcode SqliteMemMethodsOptions.roundup}), `xInit` answers `SQLITE_OK` and `xShutdown` does
  * nothing (both are counted). No member throws into C; misuse goes to `onError`.
  *
@@ -274,7 +292,12 @@ export class SqliteMemMethods implements Disposable {
     const set = new CallbackSet(setOptions);
     const guard = set.guard;
     const counts = this.#counts;
-    const roundup = options.roundup ?? blockRoundup(allocator);
+    const geometry = geometryOf(allocator);
+    // What is asked of the heap: the whole block where its geometry is known.
+    const grant = geometry?.block ?? ((size: number) => size);
+    const gap = geometry?.gap ?? 0;
+    const gapSize = geometry?.gapSize ?? 0;
+    const roundup = options.roundup ?? grant;
     const defs = SQLITE_MEM_METHODS_DEFINITIONS;
     const X_MALLOC = source("xMalloc");
     const X_FREE = source("xFree");
@@ -285,11 +308,15 @@ export class SqliteMemMethods implements Disposable {
     this.roundup = roundup;
     this.#set = set;
     this.callbacks = Object.freeze({
-      xMalloc: set.make(defs.xMalloc, (size) => mallocOp(allocator, guard, size, X_MALLOC)),
+      xMalloc: set.make(
+        defs.xMalloc,
+        (size) => mallocOp(allocator, guard, size > 0 ? grant(size) : size, X_MALLOC),
+      ),
       xFree: set.make(defs.xFree, (address) => freeOp(allocator, guard, address, X_FREE)),
       xRealloc: set.make(
         defs.xRealloc,
-        (address, size) => reallocOp(allocator, guard, address, size, X_REALLOC),
+        (address, size) =>
+          reallocOp(allocator, guard, address, size > 0 ? grant(size) : size, X_REALLOC),
       ),
       xSize: set.make(defs.xSize, (value) => {
         counts.size++;
@@ -297,6 +324,7 @@ export class SqliteMemMethods implements Disposable {
           const address = addressOf(value);
           if (address === 0) return 0;
           const usable = allocator.usableSize(address);
+          if (usable === gap) return gapSize; // asked for threshold - 1 bytes
           return usable < INT_MAX ? usable : INT_MAX;
         } catch (error) {
           return guard.fail(error, X_SIZE);
