@@ -494,7 +494,7 @@ export class Mappings {
   /** Moves the block of `span` to a new block of `size` bytes by copying; frees the old one. */
   #moveByCopy(span: Span, size: number, roomy = false): number {
     const old = span.address;
-    const kept = Math.min(span.requested, size);
+    const kept = Math.min(span.length, size); // all the old pages hold (usableSize promises them)
     const moved = roomy ? this.#mapRoomy(size) : this.map(size);
     this.view(moved, kept).set(this.view(old, kept));
     try {

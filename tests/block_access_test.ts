@@ -138,3 +138,17 @@ Deno.test("scoped: a block freed at the end of its using scope, once", () => {
   assert.throws(() => heap.scoped(8), HeapClosedError);
   assert.throws(() => heap.blockOf(address), HeapClosedError);
 });
+
+Deno.test("realloc keeps every usable byte of the old block, not only the requested ones", () => {
+  // usableSize (malloc_usable_size in C) promises the whole block; SQLite writes up to it.
+  using heap = new PseudoMalloc();
+  for (const [from, to] of [[100, 600], [100, 5000], [5000, 300_000], [3000, 700]]) {
+    const address = heap.malloc(from);
+    const usable = heap.usableSize(address);
+    heap.bytes(address).fill(0x5c);
+    const moved = heap.realloc(address, to);
+    const kept = Math.min(usable, heap.usableSize(moved));
+    assert.ok(heap.bytes(moved, kept).every((byte) => byte === 0x5c), `${from} -> ${to}`);
+    heap.free(moved);
+  }
+});

@@ -314,8 +314,9 @@ export class HeapCore {
     // Move: allocate first, so that a failure leaves the old block untouched. (Not through
     // `outOfLine`: the peak is noted once the old block is freed.)
     const moved = small ? this.mallocSmall(size, wanted) : this.#mallocLarge(size);
-    // What C's realloc keeps: the requested bytes, up to the new size (not the whole block).
-    const kept = Math.min(tag - 1, size);
+    // The whole old block, not only the bytes requested: `usableSize` (and C's
+    // `malloc_usable_size`) promise all of it, and SQLite writes up to `xSize` before it reallocs.
+    const kept = Math.min(this.config.minBlockSize << order, size);
     if (this.arenas.arenaOf(moved) === arena) {
       // Within one arena: copyWithin makes no view objects.
       arena.bytes.copyWithin(moved - arena.base, offset, offset + kept);
@@ -338,8 +339,10 @@ export class HeapCore {
     const length = this.large.lengthOf(address);
     if (length < 0) throw this.large.rejection(address, "reallocate");
     if (size < this.config.threshold) {
-      const moved = this.mallocSmall(size, this.orderOf(size));
-      this.view(moved, size).set(this.large.view(address, size));
+      const order = this.orderOf(size);
+      const moved = this.mallocSmall(size, order);
+      const kept = this.config.minBlockSize << order; // all the new block holds (old: whole pages)
+      this.view(moved, kept).set(this.large.view(address, kept));
       try {
         this.outOfLine(FREE, address, -1);
       } catch (error) {
