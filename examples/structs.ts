@@ -5,6 +5,7 @@
 //   deno task example:structs
 
 import { PseudoMalloc, struct } from "../mod.ts";
+import { Stat } from "./_linux_stat.ts"; // glibc's struct stat on x86_64
 
 const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
   qsort: { parameters: ["pointer", "usize", "usize", "function"], result: "void" },
@@ -58,28 +59,10 @@ heap.free(greeting);
 
 // 3. stat(): a path and a struct stat, both on the heap, freed at the end of their scope.
 if (Deno.build.os === "linux" && Deno.build.arch === "x86_64") {
-  const Timespec = struct({ tv_sec: "i64", tv_nsec: "i64" });
-  // glibc's struct stat on x86_64 (<bits/struct_stat.h>); other platforms lay it out otherwise.
-  const Stat = struct({
-    st_dev: "u64",
-    st_ino: "u64",
-    st_nlink: "u64",
-    st_mode: "u32",
-    st_uid: "u32",
-    st_gid: "u32",
-    __pad0: "i32",
-    st_rdev: "u64",
-    st_size: "i64",
-    st_blksize: "i64",
-    st_blocks: "i64",
-    st_atim: Timespec,
-    st_mtim: Timespec,
-    st_ctim: Timespec,
-    __glibc_reserved: ["i64", 3],
-  });
   const path = new URL(import.meta.url).pathname;
-  using name = heap.scoped(new TextEncoder().encode(path).length + 1);
-  name.bytes().set(new TextEncoder().encode(`${path}\0`));
+  const encoded = new TextEncoder().encode(`${path}\0`);
+  using name = heap.scoped(encoded.length);
+  name.bytes().set(encoded);
   using buffer = heap.scoped(Stat.size);
   if (libc.symbols.stat(name.pointer, buffer.pointer) !== 0) throw new Error("stat failed");
   const { st_size, st_mode } = Stat.read(heap, buffer.address) as {

@@ -6,11 +6,11 @@ import { type FieldType, struct, StructLayout, type StructMemory } from "../src/
 import { PseudoMalloc } from "../src/heap/pseudo_malloc.ts";
 import { BumpAllocator } from "../src/family/bump_allocator.ts";
 import { InvalidAddressError } from "../src/errors.ts";
+import { Stat, Timespec } from "../examples/_linux_stat.ts";
 
 const LIBC = Deno.build.os === "darwin" ? "/usr/lib/libSystem.B.dylib" : "libc.so.6";
 const linux = Deno.build.os === "linux";
 
-const Timespec = struct({ tv_sec: "i64", tv_nsec: "i64" });
 const Point = struct({ id: "i32", x: "f64", y: "f64" });
 
 /** Runs `code` in a child Deno (all permissions, as `deno eval`) and returns what it printed. */
@@ -539,25 +539,6 @@ Deno.test({
       libc.close();
     }
   },
-});
-
-/** `struct stat` of glibc on x86_64 (<bits/struct_stat.h>): 144 bytes, st_size at 48. */
-const Stat = struct({
-  st_dev: "u64",
-  st_ino: "u64",
-  st_nlink: "u64",
-  st_mode: "u32",
-  st_uid: "u32",
-  st_gid: "u32",
-  __pad0: "i32",
-  st_rdev: "u64",
-  st_size: "i64",
-  st_blksize: "i64",
-  st_blocks: "i64",
-  st_atim: Timespec,
-  st_mtim: Timespec,
-  st_ctim: Timespec,
-  __glibc_reserved: ["i64", 3],
 });
 
 Deno.test({
