@@ -25,10 +25,10 @@ export function typedView<T>(
   Type: TypedArrayConstructor<T>,
   length?: number,
 ): T {
-  const size = Type.BYTES_PER_ELEMENT;
-  if (typeof Type !== "function" || !Number.isInteger(size)) {
+  if (typeof Type !== "function" || !Number.isInteger(Type.BYTES_PER_ELEMENT)) {
     throw new TypeError(`Cannot view ${hex(address)} as ${String(Type)}: not a typed array type`);
   }
+  const size = Type.BYTES_PER_ELEMENT;
   if (address % size !== 0) {
     throw new RangeError(
       `Cannot view ${hex(address)} as ${Type.name}: it is not aligned to ${size} bytes`,

@@ -152,3 +152,11 @@ Deno.test("realloc keeps every usable byte of the old block, not only the reques
     heap.free(moved);
   }
 });
+
+Deno.test("view of something that is not a typed-array type is a TypeError, null included", () => {
+  using heap = new PseudoMalloc();
+  const address = heap.malloc(16);
+  for (const bad of [null, undefined, 4, Object]) {
+    assert.throws(() => heap.view(address, bad as never), /not a typed array type/, String(bad));
+  }
+});

@@ -589,14 +589,10 @@ export class PseudoMalloc implements Allocator {
   scoped(size: number): ScopedBlock {
     const address = this.malloc(size);
     let live = true;
-    // deno-lint-ignore no-this-alias
-    const heap = this;
     return {
       address,
       size,
-      get pointer() {
-        return heap.pointer(address);
-      },
+      pointer: this.pointer(address),
       bytes: () => this.bytes(address, size),
       [Symbol.dispose]: () => {
         if (!live) return;
