@@ -68,6 +68,9 @@ import {
   type CellStats,
 } from "./_cell_options.ts";
 import { checkCells, type Chunk, linkAt, mapChunk, rejection, relink } from "./_cell_chunks.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
+import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
 
 export type { CellAllocatorOptions, CellStats };
 
@@ -386,6 +389,117 @@ export class CellAllocator implements Allocator {
     const wanted = viewLength(address, length, this.#cellSize);
     const offset = address - chunk.base;
     return chunk.bytes.subarray(offset, offset + wanted);
+  }
+
+  /**
+   * The live cell that holds `address`: any byte of it, not only its start (C hands back interior
+   * pointers). O(1): the chunk by one `Map` lookup, the cell by a division, its entry.
+   *
+   * @param address An address inside a live cell.
+   * @returns The cell's start and size.
+   * @throws {InvalidAddressError} When no live cell holds `address` (a free cell, a chunk's tail
+   *   past its last cell, no chunk, not an integer).
+   * @throws {TypeError} When `address` is not a number.
+   * @throws {HeapClosedError} After `close()`.
+   *
+   * @example The cell of an interior pointer
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const cell = cells.malloc(24);
+   * assert.deepEqual(cells.blockOf(cell + 20), { address: cell, size: 32 });
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    if (!lookable(this.#closed, address)) throw noBlock(address, "it is not an integer");
+    const chunk = this.#chunkOf(address);
+    if (chunk === undefined) throw noBlock(address, "it is in no chunk of this allocator");
+    const cell = Math.floor((address - chunk.base) / this.#cellSize);
+    if (cell >= this.#cellsPerChunk) {
+      throw noBlock(address, "it is past the last cell of its chunk");
+    }
+    if (chunk.slots[cell] === 0) throw noBlock(address, "it lies in a free cell");
+    return { address: chunk.base + cell * this.#cellSize, size: this.#cellSize };
+  }
+
+  /**
+   * `length` bytes from any address inside a live cell, bounded by the cell's end.
+   *
+   * @param address An address inside a live cell.
+   * @param length Bytes to cover; at most to the cell's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live cell holds `address`.
+   * @throws {RangeError} When `length` passes the cell's end.
+   *
+   * @example The second half of a cell
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator({ cellSize: 16 });
+   * const cell = cells.malloc(16);
+   * cells.bytes(cell).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+   * assert.deepEqual([...cells.bytesAt(cell + 8, 4)], [8, 9, 10, 11]);
+   * assert.throws(() => cells.bytesAt(cell + 8, 9), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) from `address`, inside a live cell, to the
+   * cell's end or `length` elements.
+   *
+   * @param address An address inside a live cell, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the cell's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live cell holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the cell's end.
+   *
+   * @example A node of two doubles
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator({ cellSize: 16 });
+   * const node = cells.malloc(16);
+   * cells.view(node, Float64Array).set([1.5, 2.5]);
+   * assert.equal(cells.view(node + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => cells.view(node + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from `address`, inside a live cell, to the cell's end or `length` bytes.
+   *
+   * @param address An address inside a live cell.
+   * @param length Bytes; to the cell's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live cell holds `address`.
+   * @throws {RangeError} When `length` passes the cell's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using cells = new CellAllocator();
+   * const view = cells.dataView(cells.malloc(12));
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getFloat64(8, true), 0.5);
+   * assert.equal(view.byteLength, 32); // the whole cell
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
   }
 
   /**

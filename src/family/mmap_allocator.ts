@@ -51,6 +51,10 @@ import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import type { Os } from "../../ffi/os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import { CountingOs } from "../../ffi/counting_os.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
+import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { BlockStarts } from "./_block_starts.ts";
 
 /**
  * Options of {@linkcode MmapAllocator}.
@@ -94,6 +98,8 @@ export interface MmapAllocatorOptions {
 export class MmapAllocator implements Allocator {
   #pageSize: number;
   #blocks: Mappings;
+  /** For `blockOf` only: the block starts, sorted when a deep interior address needs them. */
+  #starts: BlockStarts;
   #counters = new Counters();
   #calls: CountingOs;
   #closed = false;
@@ -116,6 +122,7 @@ export class MmapAllocator implements Allocator {
     const os = this.#calls = new CountingOs(options.os ?? libcOs);
     this.#pageSize = os.pageSize();
     this.#blocks = new Mappings(os, { label: "block" });
+    this.#starts = new BlockStarts(this.#pageSize);
   }
 
   /**
@@ -310,6 +317,119 @@ export class MmapAllocator implements Allocator {
     const usable = this.usableSize(address);
     const wanted = viewLength(address, length, usable);
     return this.#blocks.view(address, wanted);
+  }
+
+  /**
+   * The live block whose pages hold `address`: any byte of them, not only the block's start (C
+   * hands back interior pointers). The records are keyed by start, so: the page of `address` and
+   * up to 15 pages below it (O(1), one lookup each), then, deeper inside a large block, a sorted
+   * array of the starts, searched by bisection (O(log blocks); remade, O(blocks log blocks), when
+   * blocks came or went since it was made).
+   *
+   * @param address An address inside a live block.
+   * @returns The block's start and usable size (its whole pages).
+   * @throws {InvalidAddressError} When no live block holds `address` (freed, foreign, not an
+   *   integer).
+   * @throws {TypeError} When `address` is not a number.
+   * @throws {HeapClosedError} After `close()`.
+   *
+   * @example A pointer into the middle of a buffer
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const buffer = heap.malloc(1 << 20);
+   * assert.deepEqual(heap.blockOf(buffer + 700_000), { address: buffer, size: 1 << 20 });
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    if (!lookable(this.#closed, address)) throw noBlock(address, "it is not an integer");
+    const counters = this.#counters;
+    const version = counters.totalAllocations + counters.totalFrees;
+    const start = this.#starts.find(address, this.#blocks, version);
+    if (start < 0) throw noBlock(address);
+    return { address: start, size: this.#blocks.lengthOf(start) };
+  }
+
+  /**
+   * `length` bytes from any address inside a live block, bounded by that block's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example The second page of a block
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const address = heap.malloc(2 * heap.pageSize);
+   * heap.bytes(address).fill(7, heap.pageSize);
+   * assert.deepEqual([...heap.bytesAt(address + heap.pageSize, 3)], [7, 7, 7]);
+   * assert.throws(() => heap.bytesAt(address + heap.pageSize, heap.pageSize + 1), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) from `address`, inside a live block, to
+   * the block's end or `length` elements.
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the block's end.
+   *
+   * @example A page of doubles
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const address = heap.malloc(100);
+   * const xs = heap.view(address, Float64Array);
+   * assert.equal(xs.length, heap.pageSize / 8); // the whole page
+   * xs[1] = 2.5;
+   * assert.equal(heap.view(address + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => heap.view(address + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from `address`, inside a live block, to the block's end or `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes; to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new MmapAllocator();
+   * const view = heap.dataView(heap.malloc(16), 16);
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * assert.equal(view.byteLength, 16);
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
   }
 
   /**

@@ -118,6 +118,10 @@ import {
 } from "./_segregated_options.ts";
 import { CLASS_INDEX, SIZE_CLASSES } from "./_segregated_classes.ts";
 import { SegregatedHeap, WINDOW } from "./_segregated_heap.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
+import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { BlockStarts } from "./_block_starts.ts";
 
 export { DEFAULT_SPAN_CACHE_BYTES } from "./_segregated_options.ts";
 export {
@@ -157,6 +161,8 @@ const TO_WINDOW = 1 / WINDOW;
  */
 export class SegregatedAllocator implements Allocator {
   #heap: SegregatedHeap;
+  /** For `blockOf` only: the large blocks' starts, sorted when a deep interior address needs them. */
+  #largeStarts: BlockStarts;
 
   /**
    * Creates an empty heap; spans are mapped on first use.
@@ -168,6 +174,7 @@ export class SegregatedAllocator implements Allocator {
   constructor(options: SegregatedOptions = {}) {
     const limit = spanCacheLimit(options);
     this.#heap = new SegregatedHeap(options.os ?? libcOs, limit);
+    this.#largeStarts = new BlockStarts(this.#heap.pageSize);
   }
 
   /** The OS page size in bytes. */
@@ -394,6 +401,128 @@ export class SegregatedAllocator implements Allocator {
     const usable = this.usableSize(address);
     const wanted = viewLength(address, length, usable);
     return this.#heap.view(address, wanted);
+  }
+
+  /**
+   * The live block that holds `address`: any byte of it, not only its start (C hands back interior
+   * pointers). A small block in O(1): the page table gives the span, a division the block, its
+   * tag whether it is live. A large block: its page and up to 15 pages below (O(1)), then, deeper
+   * inside it, a sorted array of the large blocks' starts, searched by bisection (O(log large
+   * blocks); remade, O(large blocks log large blocks), when blocks came or went since it was made).
+   *
+   * @param address An address inside a live block.
+   * @returns The block's start and usable size (its class, or a large block's whole pages).
+   * @throws {InvalidAddressError} When no live block holds `address` (a free block, a span's unused
+   *   tail, freed or foreign pages, not an integer).
+   * @throws {TypeError} When `address` is not a number.
+   * @throws {HeapClosedError} After `close()`.
+   *
+   * @example The element of an array that C points at
+   * ```ts
+   * import { SegregatedAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SegregatedAllocator();
+   * const array = heap.malloc(10 * 8); // class 80
+   * const element = array + 3 * 8;
+   * assert.deepEqual(heap.blockOf(element), { address: array, size: 80 });
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    const heap = this.#heap;
+    if (!lookable(heap.closed, address)) throw noBlock(address, "it is not an integer");
+    const span = heap.spanOf(address);
+    if (span !== undefined) {
+      const size = span.sizeClass.size;
+      const index = Math.floor((address - span.base) / size);
+      if (index >= span.capacity) throw noBlock(address, "it is in the unused tail of a span");
+      if (span.blocks[index] === 0) throw noBlock(address, "it lies in a free block");
+      return { address: span.base + index * size, size };
+    }
+    const counters = heap.counters;
+    const version = counters.totalAllocations + counters.totalFrees;
+    const start = this.#largeStarts.find(address, heap.large, version);
+    if (start < 0) throw noBlock(address);
+    return { address: start, size: heap.large.lengthOf(start) };
+  }
+
+  /**
+   * `length` bytes from any address inside a live block, bounded by that block's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example The second half of a block
+   * ```ts
+   * import { SegregatedAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SegregatedAllocator();
+   * const address = heap.malloc(16);
+   * heap.bytes(address).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+   * assert.deepEqual([...heap.bytesAt(address + 8, 4)], [8, 9, 10, 11]);
+   * assert.throws(() => heap.bytesAt(address + 8, 9), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) from `address`, inside a live block, to
+   * the block's end or `length` elements.
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the block's end.
+   *
+   * @example An array of doubles
+   * ```ts
+   * import { SegregatedAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SegregatedAllocator();
+   * const address = heap.malloc(4 * 8);
+   * const xs = heap.view(address, Float64Array);
+   * xs.set([1.5, 2.5, 3.5, 4.5]);
+   * assert.equal(heap.view(address + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => heap.view(address + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from `address`, inside a live block, to the block's end or `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes; to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { SegregatedAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SegregatedAllocator();
+   * const view = heap.dataView(heap.malloc(20));
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * assert.equal(view.byteLength, 32); // the class of 20 bytes
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
   }
 
   /**
