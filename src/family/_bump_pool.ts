@@ -24,6 +24,7 @@
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "../errors.ts";
 import { isFreeing, notAnAddress } from "../_checks.ts";
 import { roundUp } from "../_size.ts";
+import { noBlock } from "./_block_access.ts";
 import type { Os } from "../../ffi/os.ts";
 
 /** Block alignment and size granule. */
@@ -167,6 +168,73 @@ export class BumpPool {
     throw this.rejection(address, verb);
   }
 
+  /**
+   * The offset of the live block that holds the byte at `address` (any byte of it, or the start
+   * of a block of 0 bytes), for `blockOf`; throws the `InvalidAddressError` that says why there is
+   * none. See {@linkcode BumpPool.prototype.recordOf} for the search and its cost.
+   */
+  blockHolding(address: number): number {
+    const offset = address - this.base;
+    if (!(offset >= 0 && offset < this.size)) throw noBlock(address, "it is not in this pool");
+    if (offset >= HEADER && offset <= this.top && offset % ALIGN === 0 && this.#isLive(offset)) {
+      return offset; // a block's start: one header check, as for free
+    }
+    if (offset >= this.top) {
+      throw noBlock(address, "it is beyond the bump pointer (never allocated, or reset)");
+    }
+    const header = this.recordOf(offset);
+    if (header < 0) {
+      throw noBlock(address, "the headers below it are overwritten (validate() says where)");
+    }
+    if (offset < header + HEADER) throw noBlock(address, "it is in a block's header");
+    const state = this.u32[header / 4 + 2];
+    if (state === LIVE) return header + HEADER;
+    throw noBlock(
+      address,
+      state === FREE ? "it lies in a freed block" : "it lies in the tail that a block shrank off",
+    );
+  }
+
+  /**
+   * The header offset of the record (header and block) that holds the byte at `offset`, below
+   * `top`, or -1 when the chain of headers below it is broken (an overflow overwrote one).
+   *
+   * Two searches run in lockstep and the first to finish answers. Forward, the chain from offset
+   * 0, header by header: exact, one step per record below `offset`. Backward, from `offset`
+   * rounded down to 16, every 16-byte position until one holds an intact header (state word and
+   * check word; `#isHeader`) whose record covers `offset` and is followed by `top` or another
+   * intact header: one step per 16 bytes between the record's header and `offset`. Data mistaken
+   * for a header must match a state word and a check word, and so must what follows its record
+   * (about 2^-120 for random data); a header of an earlier epoch (after `reset`) must match the
+   * check word twice (2^-64). So the cost is O(the smaller of the
+   * records below `offset` and its distance from its block's start / 16): O(1) near a block's
+   * start or near the pool's start, about 65,000 steps at most 1 MiB inside a block.
+   *
+   * Example: records at 0 (100 bytes) and 128 (5000 bytes), `offset` 4000. Forward: record 0
+   * ends at 128, record 128 ends at 5152 > 4000: 128, found at the second step. Backward would
+   * have needed (4000 - 128) / 16 + 1 = 243 steps.
+   */
+  recordOf(offset: number): number {
+    const top = this.top;
+    let forward = 0;
+    let back = offset - (offset % ALIGN);
+    for (;;) {
+      const end = forward + HEADER + roundUp(this.sizeAt(forward + HEADER), ALIGN);
+      if (end > top || !this.#isHeader(forward)) return -1;
+      if (offset < end) return forward;
+      forward = end;
+      if (back >= forward) {
+        if (this.#isHeader(back)) {
+          const after = back + HEADER + roundUp(this.sizeAt(back + HEADER), ALIGN);
+          if (offset < after && (after === top || (after < top && this.#isHeader(after)))) {
+            return back;
+          }
+        }
+        back -= ALIGN;
+      }
+    }
+  }
+
   /** The usable bytes of the block at offset `block`: its size rounded up to 16. */
   usable(block: number): number {
     return roundUp(this.sizeAt(block), ALIGN);
@@ -258,6 +326,18 @@ export class BumpPool {
     u32[word + 1] = high;
     u32[word + 2] = state;
     u32[word + 3] = checkWord(block, low, high, this.epoch);
+  }
+
+  /** True when the block at offset `block` is live: `live`'s check, without the throw. */
+  #isLive(block: number): boolean {
+    const word = (block - HEADER) / 4;
+    return this.u32[word + 2] === LIVE && this.#intact(block);
+  }
+
+  /** True when an intact header (a known state, a matching check word) is at offset `header`. */
+  #isHeader(header: number): boolean {
+    const state = this.u32[header / 4 + 2];
+    return (state === LIVE || state === FREE || state === PAD) && this.#intact(header + HEADER);
   }
 
   /** True when the check word before `block` matches its size, offset and epoch. */

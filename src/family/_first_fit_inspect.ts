@@ -1,10 +1,14 @@
 // Reading a FirstFitAllocator's heap from the outside, on the slow paths: the walk of
 // `validate()`, the block list of `blocks()`, the diagnosis of an address that is not a live block
-// (which walks its chunk to say where it falls), and the survey of the chunks a failed `close`
-// left. Each walks a chunk block by block from granule 0, stepping by each header's size.
+// (which walks its chunk to say where it falls), the survey of the chunks a failed `close` left,
+// and the block that holds an interior address (`blockOf`). Each walks a chunk block by block from
+// granule 0, stepping by each header's size; `blockOf`'s walk also steps back from the chunk's
+// end by each footer's size.
 
 import { DoubleFreeError, hex, InvalidAddressError, InvalidFreeError } from "../errors.ts";
 import { isFreeing, notAnAddress } from "../_checks.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { noBlock } from "./_block_access.ts";
 import type { ChunkSet } from "./_first_fit_chunks.ts";
 import type { FreeList } from "./_first_fit_free_list.ts";
 import {
@@ -247,4 +251,58 @@ export function rejection(chunks: ChunkSet, address: number, verb: string): Erro
     g += size;
   }
   return new Invalid(`${where}: it is not an address of this heap`, address);
+}
+
+/**
+ * The live block of `chunk` that holds `address` (any byte of its payload), for `blockOf`; throws
+ * the `InvalidAddressError` that says why there is none (a header, a footer, a free block, a
+ * chunk's edge, a corrupt heap).
+ *
+ * Only true block boundaries can be trusted: a payload may hold the stale header of a block that
+ * was merged away (a free keeps its header), so stepping back from the address to the nearest
+ * header-like words could find one. The chunk's two ends are true boundaries, and so is every
+ * boundary reached from them: forward by each header's size, backward by each footer's. The two
+ * walks take turns, from granule 0 up and from the epilogue down, until one reaches the block
+ * around the address: O(the smaller of the blocks before it and after it in its chunk), O(1) in a
+ * chunk of one large request.
+ *
+ * Example: a fresh 64 KiB chunk after `malloc(100)` (8 granules at granule 0) and `malloc(24)` (3
+ * at granule 8), the rest (4084 granules at 11) free; the address at offset 0x90 (granule 8's
+ * payload): forward, block 0 covers bytes [0x8, 0x88), then block 8 covers [0x88, 0xb8): found.
+ */
+export function liveBlockAround(chunk: Chunk, address: number): BlockInfo {
+  const w = chunk.words;
+  const offset = address - chunk.base;
+  // Blocks cover bytes [8, 16 end + 8): the prologue's footer is below, the epilogue's header above.
+  if (offset < HEADER_SIZE || offset >= GRANULE * chunk.end + HEADER_SIZE) {
+    throw noBlock(address, `it is an edge of the chunk at ${hex(chunk.base)}`);
+  }
+  // Invariant: 16 low + 8 <= offset < 16 high + 8, with low a block's start, high a block's end.
+  let low = 0;
+  let high = chunk.end;
+  let g = -1;
+  while (low < high) {
+    const size = w[4 * low + 2]!;
+    if (!(size >= 2 && low + size <= high)) break; // a broken header: g stays -1
+    if (offset < GRANULE * (low + size) + HEADER_SIZE) {
+      g = low;
+      break;
+    }
+    low += size;
+    const back = w[4 * high]!; // the footer of the block that ends at `high`
+    if (!(back >= 2 && high - back >= low)) break;
+    high -= back;
+    if (offset >= GRANULE * high + HEADER_SIZE) {
+      g = high;
+      break;
+    }
+  }
+  if (g < 0) {
+    throw noBlock(address, "the heap is corrupt around it (validate() says where)");
+  }
+  const size = w[4 * g + 2]!;
+  if (offset < GRANULE * (g + 1)) throw noBlock(address, "it is in a block's header");
+  if (offset >= GRANULE * (g + size)) throw noBlock(address, "it is in a block's footer");
+  if ((w[4 * g + 3]! & TAG_MASK) !== TAG_USED) throw noBlock(address, "it lies in a free block");
+  return { address: chunk.base + GRANULE * (g + 1), size: GRANULE * size - BLOCK_OVERHEAD };
 }

@@ -73,7 +73,10 @@ import { reallocEdge } from "../_checks.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import { CountingOs } from "../../ffi/counting_os.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
 import { BumpPool } from "./_bump_pool.ts";
+import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
 import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
 
 export type { BumpAllocatorOptions, BumpStats };
@@ -360,6 +363,114 @@ export class BumpAllocator implements Allocator {
     const usable = this.#pool.usable(block);
     const wanted = viewLength(address, length, usable);
     return this.#pool.u8.subarray(block, block + wanted);
+  }
+
+  /**
+   * The live block that holds `address`: any byte of it, not only its start (C hands back interior
+   * pointers), or the start of a 0-byte block. A block's start costs one header check; an interior
+   * address a search of the headers (see the module notes): O(the smaller of the blocks below it
+   * and its distance from its block's start / 16).
+   *
+   * @param address An address inside a live block.
+   * @returns The block's start and usable size.
+   * @throws {InvalidAddressError} When no live block holds `address` (a freed block, a header, a
+   *   shrunk block's tail, beyond the bump pointer, not in the pool, not an integer).
+   * @throws {TypeError} When `address` is not a number.
+   * @throws {HeapClosedError} After `close()`.
+   *
+   * @example The element of an array that C points at
+   * ```ts
+   * import { BumpAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using arena = new BumpAllocator({ size: 1 << 20 });
+   * const array = arena.malloc(10 * 8);
+   * assert.deepEqual(arena.blockOf(array + 3 * 8), { address: array, size: 80 });
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    const pool = this.#pool;
+    if (!lookable(this.#closed, address)) throw noBlock(address, "it is not an integer");
+    const block = pool.blockHolding(address);
+    return { address: pool.base + block, size: pool.usable(block) };
+  }
+
+  /**
+   * `length` bytes from any address inside a live block, bounded by that block's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example The second half of a block
+   * ```ts
+   * import { BumpAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using arena = new BumpAllocator({ size: 1 << 20 });
+   * const address = arena.malloc(16);
+   * arena.bytes(address).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+   * assert.deepEqual([...arena.bytesAt(address + 8, 4)], [8, 9, 10, 11]);
+   * assert.throws(() => arena.bytesAt(address + 8, 9), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) from `address`, inside a live block, to
+   * the block's end or `length` elements.
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the block's end.
+   *
+   * @example An array of doubles
+   * ```ts
+   * import { BumpAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using arena = new BumpAllocator({ size: 1 << 20 });
+   * const address = arena.malloc(4 * 8);
+   * arena.view(address, Float64Array).set([1.5, 2.5, 3.5, 4.5]);
+   * assert.equal(arena.view(address + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => arena.view(address + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from `address`, inside a live block, to the block's end or `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes; to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { BumpAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using arena = new BumpAllocator({ size: 1 << 20 });
+   * const view = arena.dataView(arena.malloc(24));
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * assert.equal(view.byteLength, 32); // the usable size: 24 rounded up to 16
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
   }
 
   /**

@@ -125,7 +125,10 @@ import { callocSize, checkSize, viewLength } from "../_size.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import { CountingOs } from "../../ffi/counting_os.ts";
 import { BlockHeap } from "./_first_fit_heap.ts";
-import { checkHeap, listBlocks } from "./_first_fit_inspect.ts";
+import { checkHeap, listBlocks, liveBlockAround } from "./_first_fit_inspect.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
+import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
 import {
   chunkSizeOf,
   type FirstFitBlock,
@@ -403,6 +406,118 @@ export class FirstFitAllocator implements Allocator {
     const wanted = viewLength(address, length, usable);
     const offset = address - chunk.base;
     return chunk.bytes.subarray(offset, offset + wanted);
+  }
+
+  /**
+   * The live block whose payload holds `address`: any byte of it, not only its start (C hands
+   * back interior pointers). The chunk is one `Map` lookup; in it, the blocks are walked from both
+   * of its ends at once, by the headers' sizes up and the footers' sizes down (a payload may hold
+   * stale headers, so only boundaries reached from the ends are trusted): O(the smaller of the
+   * blocks before and after it in its chunk), O(1) for a block larger than a chunk.
+   *
+   * @param address An address inside a live block's payload.
+   * @returns The block's payload address and usable size.
+   * @throws {InvalidAddressError} When no live block's payload holds `address` (a free block, a
+   *   header or footer, a chunk's edge, no chunk, not an integer).
+   * @throws {TypeError} When `address` is not a number.
+   * @throws {HeapClosedError} After `close()`.
+   *
+   * @example The element of an array that C points at
+   * ```ts
+   * import { FirstFitAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new FirstFitAllocator();
+   * const array = heap.malloc(10 * 8);
+   * assert.deepEqual(heap.blockOf(array + 3 * 8), { address: array, size: 80 });
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    if (!lookable(this.#closed, address)) throw noBlock(address, "it is not an integer");
+    const chunk = this.#heap.chunks.of(address);
+    if (chunk === undefined || address >= chunk.base + chunk.length) {
+      throw noBlock(address, "it is in no chunk of this heap");
+    }
+    return liveBlockAround(chunk, address);
+  }
+
+  /**
+   * `length` bytes from any address inside a live block's payload, bounded by the payload's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example The second half of a block
+   * ```ts
+   * import { FirstFitAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new FirstFitAllocator();
+   * const address = heap.malloc(16);
+   * heap.bytes(address).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+   * assert.deepEqual([...heap.bytesAt(address + 8, 4)], [8, 9, 10, 11]);
+   * assert.throws(() => heap.bytesAt(address + 8, 9), RangeError);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view (`Type`: any typed-array constructor) from `address`, inside a live block's
+   * payload, to its end or `length` elements.
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type `Int32Array`, `Float64Array`, `BigUint64Array`, ...
+   * @param length Elements; as many as fit to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `address` is not aligned for `Type`, or `length` passes the block's end.
+   *
+   * @example An array of doubles
+   * ```ts
+   * import { FirstFitAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new FirstFitAllocator();
+   * const address = heap.malloc(4 * 8);
+   * const xs = heap.view(address, Float64Array);
+   * xs.set([1.5, 2.5, 3.5, 4.5]);
+   * assert.equal(heap.view(address + 8, Float64Array, 1)[0], 2.5);
+   * assert.throws(() => heap.view(address + 4, Float64Array), RangeError); // misaligned
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from `address`, inside a live block's payload, to its end or `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes; to the block's end by default.
+   * @returns The view.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example Fields of mixed types
+   * ```ts
+   * import { FirstFitAllocator } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new FirstFitAllocator();
+   * const view = heap.dataView(heap.malloc(24));
+   * view.setInt32(0, 7, true);
+   * view.setFloat64(8, 0.5, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * assert.equal(view.byteLength, 32); // 24 + 16 rounded up to 48, less header and footer
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
   }
 
   /**
