@@ -22,6 +22,7 @@ import {
   type TypedArrayConstructor,
 } from "../mod.ts";
 import { mulberry32 } from "./_random.ts";
+import { memoryView } from "../ffi/libc.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -368,6 +369,16 @@ Deno.test("BumpAllocator: a shrunk block's tail and a reset are no block", () =>
   assert.deepEqual(arena.blockOf(fresh + 250), { address: fresh, size: 304 });
 });
 
+Deno.test("BumpAllocator: past an overwritten header, blockOf says so instead of guessing", () => {
+  using arena = new BumpAllocator({ size: 1 << 20 });
+  const a = arena.malloc(16);
+  const b = arena.malloc(16);
+  // An overflow of a by 16 bytes, as C code might, rewrites b's state and check words only.
+  new Uint8Array(memoryView(a + 24, 8)).fill(0xff);
+  assert.deepEqual(arena.blockOf(a + 4), { address: a, size: 16 }, "below it: as before");
+  assert.throws(() => arena.blockOf(b + 4), /headers below it are overwritten/);
+});
+
 Deno.test("FirstFitAllocator: stale headers inside a payload are not taken for blocks", () => {
   // A freed block keeps its header and footer; merged into a free neighbour and handed out
   // again as part of a larger block, they sit inside that block's payload, intact.
@@ -385,6 +396,13 @@ Deno.test("FirstFitAllocator: stale headers inside a payload are not taken for b
   }
   assert.throws(() => heap.blockOf(big - 1), /in a block's header/);
   assert.throws(() => heap.blockOf(big + size), /in a block's footer/);
+  // Found by the walk down from the chunk's end: the footer of the last block before its free rest.
+  const last = heap.malloc(100);
+  const end = last + heap.usableSize(last);
+  assert.throws(() => heap.blockOf(end), /in a block's footer/);
+  assert.throws(() => heap.blockOf(end + 7), /in a block's footer/);
+  assert.throws(() => heap.blockOf(end + 8), /in a block's header/);
+  assert.throws(() => heap.blockOf(end + 16), /lies in a free block/);
 });
 
 Deno.test("CellAllocator: the tail of a chunk past its last cell is no block", () => {
