@@ -59,6 +59,16 @@
  * - Not detected: use after free and overflows that stay inside the pool's data. Before a reset
  *   they are harmless to the allocator (nothing is reused); after it they alias newer blocks.
  *
+ * ## Interior addresses
+ *
+ * `blockOf`, `bytesAt`, `view` and `dataView` take any byte of a live block (and the start of a
+ * 0-byte one). Nothing but the headers records the blocks, so two searches run in lockstep: the
+ * chain of headers from the pool's start (exact) and, from the address down, every 16-byte
+ * position until an intact header whose record covers the address and is followed by another
+ * (data taken for one must match four 32-bit words). O(the smaller of the blocks below the address
+ * and its distance from its block's start / 16): O(1) near either; a block's start is one header
+ * check, as for `free`. `_bump_pool.ts`'s `recordOf` has the details.
+ *
  * @module
  */
 

@@ -50,6 +50,11 @@
  *   live neighbour cell, and a stale `free` of a cell that was handed out again (it frees the new
  *   owner's block, as with every allocator that reuses memory).
  *
+ * ## Interior addresses
+ *
+ * `blockOf`, `bytesAt`, `view` and `dataView` take any byte of a live cell: the chunk by the same
+ * `Map` lookup, the cell by a division, its entry for whether it is live. O(1).
+ *
  * @module
  */
 

@@ -108,6 +108,15 @@
  * rewrites a header with itself; a use after free that writes into a free block's links (malloc may
  * then follow a wrong link: `validate()` finds it, and malloc checks each visited block's tag).
  *
+ * ## Interior addresses
+ *
+ * `blockOf`, `bytesAt`, `view` and `dataView` take any byte of a live block's payload. Its chunk is
+ * one `Map` lookup; in the chunk, only block boundaries reached from its two ends can be trusted (a
+ * payload may hold the stale header and footer of a block merged away, intact), so a walk up from
+ * the prologue by the headers' sizes and one down from the epilogue by the footers' sizes take
+ * turns until one reaches the address: O(the smaller of the blocks before and after it in its
+ * chunk), O(1) in a chunk of one large request.
+ *
  * @module
  */
 

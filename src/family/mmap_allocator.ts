@@ -39,6 +39,13 @@
  * - Overflow past the block's pages faults the same way; overflow into the page-rounding slack
  *   goes unnoticed.
  *
+ * ## Interior addresses
+ *
+ * `blockOf`, `bytesAt`, `view` and `dataView` take any byte of a live block's pages. The records
+ * are keyed by start: the address's page and up to 15 pages below are looked up (O(1)); deeper
+ * inside a large block, a sorted array of the starts is bisected, O(log blocks), and remade when
+ * blocks came or went since it was made (see _block_starts.ts).
+ *
  * @module
  */
 

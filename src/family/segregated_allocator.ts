@@ -94,6 +94,13 @@
  * block's data); a use after free; a double free of a block that has meanwhile been handed out
  * again (the second free frees the new owner's block).
  *
+ * ## Interior addresses
+ *
+ * `blockOf`, `bytesAt`, `view` and `dataView` take any byte of a live block. A small block in
+ * O(1): the page table gives the span, a division the block, its tag whether it is live. A large
+ * block: its page and up to 15 pages below (records are keyed by start), then a sorted array of the
+ * large blocks' starts, bisected (see _block_starts.ts).
+ *
  * @module
  */
 
