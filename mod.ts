@@ -29,10 +29,17 @@
  * @module
  */
 
-export { CACHE_DEPTH, CACHE_ORDER_BYTES, PseudoMalloc } from "./src/heap/pseudo_malloc.ts";
+export {
+  CACHE_DEPTH,
+  CACHE_ORDER_BYTES,
+  DEBUG_FILL,
+  PseudoMalloc,
+} from "./src/heap/pseudo_malloc.ts";
 export type {
   ArenaStats,
   BlockInfo,
+  DebugOptions,
+  DebugStats,
   HeapStats,
   LiveAllocation,
   PseudoMallocOptions,
@@ -51,12 +58,16 @@ export {
 } from "./src/buddy/buddy.ts";
 export type { BuddyBlock, BuddyOptions } from "./src/buddy/buddy.ts";
 export {
+  type BlockSites,
   DoubleFreeError,
   HeapClosedError,
+  HeapCorruptionError,
+  HeapOverflowError,
   InvalidAddressError,
   InvalidFreeError,
   OsError,
   OutOfMemoryError,
+  UseAfterFreeError,
 } from "./src/errors.ts";
 export { MAX_SIZE } from "./src/_size.ts";
 export {

@@ -11,8 +11,14 @@
  * │       └── DoubleFreeError  free/realloc of a block that is already free
  * ├── OutOfMemoryError         no arena has room and the OS refused more memory
  * ├── OsError                  the OS refused another call (munmap); nothing was changed
- * └── HeapClosedError          any call after close()
+ * ├── HeapClosedError          any call after close()
+ * └── HeapCorruptionError      debug mode: memory a block does not own was written
+ *     ├── HeapOverflowError    past a block's end, or before its start (its redzones)
+ *     └── UseAfterFreeError    into a freed block while it waited in the quarantine
  * ```
+ *
+ * A `HeapCorruptionError` reports damage done earlier, by other code; the heap's own state is
+ * intact and the call that found it did nothing else (see `PseudoMallocOptions.debug`).
  *
  * Sizes that are not numbers throw the built-in `TypeError`; negative, fractional, non-finite or
  * impossibly large sizes throw the built-in `RangeError`.
@@ -86,7 +92,145 @@ export class InvalidFreeError extends InvalidAddressError {}
  * assert.throws(() => heap.free(address), DoubleFreeError);
  * ```
  */
-export class DoubleFreeError extends InvalidFreeError {}
+export class DoubleFreeError extends InvalidFreeError {
+  /** In debug mode: where the block was allocated (a stack trace), when it is known. */
+  readonly allocatedAt: string | undefined;
+  /** In debug mode: where it was freed the first time, when it is known. */
+  readonly freedAt: string | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What was wrong, naming the address (and, in debug mode, both sites).
+   * @param address The block freed twice.
+   * @param sites In debug mode, where the block was allocated and first freed.
+   */
+  constructor(message: string, address: number, sites: BlockSites = {}) {
+    super(message, address);
+    this.allocatedAt = sites.allocatedAt;
+    this.freedAt = sites.freedAt;
+  }
+}
+
+/**
+ * Where a block was allocated and freed, as debug mode records them (stack traces, the caller's
+ * frames only). Part of {@linkcode DoubleFreeError} and {@linkcode HeapCorruptionError}.
+ *
+ * @example Reading the sites of an error
+ * ```ts
+ * import { type BlockSites, DoubleFreeError } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * const sites: BlockSites = { allocatedAt: "at main (file:///app.ts:3:20)" };
+ * const error = new DoubleFreeError("Cannot free 0x10: already freed", 16, sites);
+ * assert.equal(error.allocatedAt, sites.allocatedAt);
+ * assert.equal(error.freedAt, undefined);
+ * ```
+ */
+export interface BlockSites {
+  /** The allocating call's stack, nearest frame first. */
+  allocatedAt?: string | undefined;
+  /** The first freeing call's stack. */
+  freedAt?: string | undefined;
+}
+
+/**
+ * Debug mode found memory changed that no live block owns: a redzone around a live block, or a
+ * freed block waiting in the quarantine. The base of {@linkcode HeapOverflowError} and
+ * {@linkcode UseAfterFreeError}: `catch (e) { if (e instanceof HeapCorruptionError) ... }` takes
+ * both. The damage was done earlier, by whatever wrote there (C or a JavaScript view); the fields
+ * say where to look.
+ *
+ * @example Catching either kind
+ * ```ts
+ * import { HeapCorruptionError, PseudoMalloc } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc({ debug: true });
+ * const address = heap.malloc(10);
+ * heap.bytesAt(address).fill(1); // the block: fine
+ * heap.check();
+ * assert.ok(!(new Error() instanceof HeapCorruptionError));
+ * heap.free(address);
+ * ```
+ */
+export class HeapCorruptionError extends Error {
+  /** The block's address. */
+  readonly address: number;
+  /** Bytes requested for the block. */
+  readonly size: number;
+  /**
+   * The first changed byte, from the block's address: `size` or more past its end, negative
+   * before its start, from 0 to `size - 1` inside a freed block.
+   */
+  readonly offset: number;
+  /** Where the block was allocated (a stack trace), when sites are recorded. */
+  readonly allocatedAt: string | undefined;
+  /** Where it was freed, for a freed block. */
+  readonly freedAt: string | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What was found, naming the block, the offset and the sites.
+   * @param block The block's address and requested size.
+   * @param offset The first changed byte, from the block's address.
+   * @param sites Where the block was allocated (and freed).
+   */
+  constructor(
+    message: string,
+    block: { address: number; size: number },
+    offset: number,
+    sites: BlockSites = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+    this.address = block.address;
+    this.size = block.size;
+    this.offset = offset;
+    this.allocatedAt = sites.allocatedAt;
+    this.freedAt = sites.freedAt;
+  }
+}
+
+/**
+ * Debug mode found a redzone changed: bytes after a block's end (an overflow: `offset >= size`)
+ * or before its start (an underflow: `offset < 0`) were written. Found on `free`, `realloc` and
+ * `check()`.
+ *
+ * @example One byte past the end
+ * ```ts
+ * import { HeapOverflowError, PseudoMalloc } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc({ debug: true });
+ * const address = heap.malloc(10);
+ * heap.bytesAt(address, 10).fill(7);
+ * new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(heap.pointer(address)!, 11))[10] = 7;
+ * assert.throws(() => heap.check(), (error: HeapOverflowError) => error.offset === 10);
+ * ```
+ */
+export class HeapOverflowError extends HeapCorruptionError {}
+
+/**
+ * Debug mode found a freed block changed while it waited in the quarantine: something wrote
+ * through a pointer or view it kept after `free`. Found when the block leaves the quarantine and
+ * by `check()`.
+ *
+ * @example A view kept after free
+ * ```ts
+ * import { PseudoMalloc, UseAfterFreeError } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc({ debug: true });
+ * const address = heap.malloc(16);
+ * const stale = heap.bytes(address);
+ * heap.free(address);
+ * stale[3] = 1;
+ * assert.throws(() => heap.check(), (error: UseAfterFreeError) => error.offset === 3);
+ * ```
+ */
+export class UseAfterFreeError extends HeapCorruptionError {}
 
 /**
  * Thrown when a request cannot be served: every arena is full and `maxArenas` is reached, or the

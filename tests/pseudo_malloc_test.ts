@@ -867,3 +867,18 @@ Deno.test("PseudoMalloc in debug mode reports nothing when no block leaked", () 
   heap.close();
   assert.equal(calls, 0);
 });
+
+// The suite leaves blocks live at close on purpose: no leak report. The quarantine holds freed
+// blocks back (16 MiB), so the first heap does not reuse memory within the suite's 64 pairs.
+const quiet = () => {};
+contractSuite("PseudoMalloc (debug)", () => new PseudoMalloc({ debug: true, onLeaks: quiet }), {
+  detectsDoubleFree: true,
+  detectsInvalidFree: true,
+  reusesMemory: false,
+});
+
+contractSuite(
+  "PseudoMalloc (debug, no quarantine, every block guarded)",
+  () => new PseudoMalloc({ debug: { quarantine: 0, guardPages: "all" }, onLeaks: quiet }),
+  { detectsDoubleFree: true, detectsInvalidFree: true, reusesMemory: true },
+);

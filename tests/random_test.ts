@@ -72,6 +72,9 @@ function run(
   every: number,
   maxLive: number,
 ) {
+  const debug = options.debug !== undefined && options.debug !== false;
+  // Every block its own mapping: none is "small" (served by an arena).
+  const guardsAll = typeof options.debug === "object" && options.debug.guardPages === "all";
   const random = mulberry32(seed);
   using heap = new PseudoMalloc(options);
   const model = new Model(heap.mmapThreshold);
@@ -95,7 +98,7 @@ function run(
       const n = size();
       const address = heap.malloc(n);
       assert.equal(address % 16, 0);
-      if (n >= heap.mmapThreshold) assert.equal(address % heap.pageSize, 0);
+      if (n >= heap.mmapThreshold && !debug) assert.equal(address % heap.pageSize, 0);
       place(address, n);
       model.totalAllocations++;
     } else if (r < 0.45 - freeBias) {
@@ -148,13 +151,16 @@ function run(
     }
     if (recentlyFreed.length > 64) recentlyFreed.splice(0, 32);
     if (step % every === 0) {
+      if (debug) heap.check(); // no false positive: every redzone and quarantined block intact
       heap.validate();
       const stats = heap.stats();
       assert.equal(stats.liveAllocations, model.live.size);
       assert.equal(stats.liveBytes, model.liveBytes);
       assert.equal(stats.peakLiveBytes, model.peakLiveBytes);
-      assert.equal(stats.smallAllocations, model.small);
-      assert.equal(stats.largeAllocations, model.live.size - model.small);
+      if (!guardsAll) {
+        assert.equal(stats.smallAllocations, model.small);
+        assert.equal(stats.largeAllocations, model.live.size - model.small);
+      }
       assert.equal(stats.totalAllocations, model.totalAllocations);
       assert.equal(stats.totalFrees, model.totalFrees);
     }
@@ -165,6 +171,10 @@ function run(
     heap.free(address);
   }
   heap.validate(); // includes: no free block has a free buddy
+  if (debug) {
+    heap.check();
+    heap.trim(); // empties the quarantine, checking each block
+  }
   const stats = heap.stats();
   assert.equal(stats.liveAllocations, 0);
   assert.equal(stats.allocatedBytes, 0);
@@ -192,4 +202,13 @@ Deno.test("PseudoMalloc matches a model with default 1 MiB arenas", () => {
 
 Deno.test("PseudoMalloc matches a model with arenas mapped anywhere (lowAddresses false)", () => {
   run(7, 30_000, { arenaSize: 1 << 14, lowAddresses: false }, 1, 300);
+});
+
+Deno.test("PseudoMalloc in debug mode matches the model, checked as it goes (no false positive)", () => {
+  const stats = run(0xdeb6, 20_000, { arenaSize: 1 << 16, debug: true }, 50, 300);
+  assert.ok(stats.totalAllocations > 8_000);
+});
+
+Deno.test("PseudoMalloc in debug mode matches the model with a small quarantine and every block guarded", () => {
+  run(99, 3_000, { debug: { quarantine: 64 << 10, guardPages: "all" } }, 10, 200);
 });

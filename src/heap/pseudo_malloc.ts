@@ -24,7 +24,8 @@
  * - `_low_memory.ts`: the window below 2^31 where arenas are mapped, so addresses stay small
  *   integers;
  * - `_inspect.ts`, `_heap_map.ts`: stats, validate, heapMap, liveAllocations;
- * - `_debug.ts`: allocation sites and the leak report; `_options.ts`: options checked.
+ * - `_debug.ts` (with `_debug_zones.ts`, `_debug_guarded.ts`): debug mode's redzones, quarantine,
+ *   guard pages, allocation sites and leak report; `_options.ts`: options checked.
  *
  * The fast paths follow the rules of `docs/hot_paths.md`: they read typed arrays held directly in
  * fields, compute in 32-bit integers (low addresses are below 2^31), make no object, and hand
@@ -42,7 +43,7 @@ import { viewLength } from "../_size.ts";
 import { addressFrom, libcOs, pointerFrom } from "../../ffi/libc.ts";
 import type { CACHE_ORDER_BYTES } from "./_block_cache.ts";
 import { CALLOC, FREE, HeapCore, MALLOC } from "./_core.ts";
-import { installDebugHooks, reportLeaks } from "./_debug.ts";
+import { DebugHeap, installDebugHooks, reportLeaks } from "./_debug.ts";
 import { heapPicture, heapStats, liveBlocks, validateHeap } from "./_inspect.ts";
 import { LOW_LIMIT } from "./_low_memory.ts";
 import { resolveOptions } from "./_options.ts";
@@ -65,6 +66,8 @@ import {
 export type {
   ArenaStats,
   BlockInfo,
+  DebugOptions,
+  DebugStats,
   HeapStats,
   LiveAllocation,
   PseudoMallocOptions,
@@ -72,6 +75,7 @@ export type {
 } from "./types.ts";
 export type { TypedArrayConstructor } from "../_views.ts";
 export { CACHE_DEPTH, CACHE_ORDER_BYTES } from "./_block_cache.ts";
+export { DEBUG_FILL } from "./_debug_zones.ts";
 
 /**
  * `CACHE_ORDER_BYTES`, as a constant of this module: TurboFan folds a module's own constant into
@@ -102,7 +106,8 @@ const ORDER_BYTES: typeof CACHE_ORDER_BYTES = 65536;
  */
 export class PseudoMalloc implements Allocator {
   #core: HeapCore;
-  #sites: Map<number, string> | undefined; // debug mode: allocation site of each live block
+  /** Debug mode's layer (`_debug.ts`); its hooks shadow the prototype's hot methods. */
+  #debug: DebugHeap | undefined;
   #onLeaks: (leaks: LiveAllocation[]) => void;
   // The fast paths' state, held directly in fields (docs/hot_paths.md): the same arrays and
   // counters as the core's, read without going through another object.
@@ -142,7 +147,15 @@ export class PseudoMalloc implements Allocator {
       if (core.closed) this.#smallLimit = 0;
     };
     this.#onLeaks = config.onLeaks ?? reportLeaks;
-    if (config.debug) this.#sites = installDebugHooks(this, PseudoMalloc.prototype);
+    if (config.debug !== undefined) {
+      const prototype = PseudoMalloc.prototype;
+      this.#debug = new DebugHeap(config.debug, core, {
+        malloc: (size) => prototype.malloc.call(this, size),
+        free: (address) => prototype.free.call(this, address),
+        usableSize: (address) => prototype.usableSize.call(this, address),
+      });
+      installDebugHooks(this, this.#debug);
+    }
   }
 
   /**
@@ -408,14 +421,17 @@ export class PseudoMalloc implements Allocator {
     const core = this.#core;
     checkOpen(core.closed, "blockOf");
     if (typeof address !== "number") throw notAnAddress(address, "find the block of");
-    const start = Number.isFinite(address) ? core.startOf(address) : -1;
-    if (start < 0) {
-      throw new InvalidAddressError(
-        `Cannot find the block of ${hex(address)}: no live block of this heap holds it`,
-        address,
-      );
+    if (this.#debug !== undefined) {
+      const block = this.#debug.blockOf(address);
+      if (block !== undefined) return block;
+    } else {
+      const start = Number.isFinite(address) ? core.startOf(address) : -1;
+      if (start >= 0) return { address: start, size: this.usableSize(start) };
     }
-    return { address: start, size: this.usableSize(start) };
+    throw new InvalidAddressError(
+      `Cannot find the block of ${hex(address)}: no live block of this heap holds it`,
+      address,
+    );
   }
 
   /**
@@ -449,7 +465,7 @@ export class PseudoMalloc implements Allocator {
           `its block at ${hex(block.address)}`,
       );
     }
-    return this.#core.view(block.address, block.size).subarray(offset, offset + (length ?? rest));
+    return this.bytes(block.address).subarray(offset, offset + (length ?? rest));
   }
 
   /**
@@ -533,7 +549,7 @@ export class PseudoMalloc implements Allocator {
   cstring(text: string): number {
     const bytes = cStringBytes(text);
     const address = this.malloc(bytes.byteLength);
-    this.#core.view(address, bytes.byteLength).set(bytes);
+    this.bytes(address, bytes.byteLength).set(bytes);
     return address;
   }
 
@@ -698,7 +714,8 @@ export class PseudoMalloc implements Allocator {
    */
   stats(): HeapStats {
     checkOpen(this.#core.closed, "stats");
-    return heapStats(this.#core);
+    const stats = heapStats(this.#core);
+    return this.#debug === undefined ? stats : this.#debug.adjust(stats);
   }
 
   /**
@@ -717,13 +734,47 @@ export class PseudoMalloc implements Allocator {
   validate(): void {
     checkOpen(this.#core.closed, "validate");
     validateHeap(this.#core);
+    this.#debug?.validate();
+  }
+
+  /**
+   * Checks the heap for damage: in debug mode every live block's redzones and every quarantined
+   * block's bytes (see {@linkcode DebugOptions}), after every invariant (`validate()`); without
+   * debug, the invariants alone. Throws the first corruption found, repaired so that it is
+   * reported once; returns nothing when all is intact. Slow: it reads every byte it checks.
+   *
+   * @throws {HeapOverflowError} When a redzone of a live block changed.
+   * @throws {UseAfterFreeError} When a quarantined block changed.
+   * @throws {Error} When an invariant is broken (as `validate()`).
+   *
+   * @example Finding a write past the end, made by C
+   * ```ts
+   * import { HeapOverflowError, PseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libc.dylib" : "libc.so.6", {
+   *   memset: { parameters: ["pointer", "i32", "usize"], result: "pointer" },
+   * });
+   * using heap = new PseudoMalloc({ debug: true });
+   * const address = heap.malloc(24);
+   * libc.symbols.memset(heap.pointer(address), 0, 25n); // one byte too many
+   * assert.throws(() => heap.check(), (error: HeapOverflowError) => error.offset === 24);
+   * heap.check(); // reported once: the redzone was repaired
+   * heap.free(address);
+   * libc.close();
+   * ```
+   */
+  check(): void {
+    this.validate();
+    this.#debug?.check();
   }
 
   /**
    * Gives memory back: merges every cached free block into its arena's buddy, unmaps the arenas
    * that are entirely free, and unmaps the large mappings kept for reuse. Like C's `malloc_trim`.
    * After it, each arena with no live block is gone, and the others hold only live blocks and
-   * fully merged free blocks.
+   * fully merged free blocks. In debug mode the quarantine is emptied first, each block checked as
+   * it leaves (a changed one is a {@linkcode UseAfterFreeError}, thrown once it is freed).
    *
    * @returns The number of bytes unmapped.
    *
@@ -741,7 +792,8 @@ export class PseudoMalloc implements Allocator {
    */
   trim(): number {
     checkOpen(this.#core.closed, "trim");
-    return this.#core.trim();
+    const released = this.#debug?.drain() ?? 0; // debug mode: the quarantine goes first
+    return released + this.#core.trim();
   }
 
   /**
@@ -790,7 +842,7 @@ export class PseudoMalloc implements Allocator {
    */
   liveAllocations(): LiveAllocation[] {
     checkOpen(this.#core.closed, "liveAllocations");
-    return liveBlocks(this.#core, this.#sites);
+    return this.#debug?.liveAllocations() ?? liveBlocks(this.#core, undefined);
   }
 
   /**
@@ -811,16 +863,15 @@ export class PseudoMalloc implements Allocator {
    */
   close(): void {
     if (this.#core.closed) return;
-    const sites = this.#sites;
-    const leaks = sites === undefined ? [] : this.liveAllocations();
+    const debug = this.#debug;
+    const leaks = debug === undefined ? [] : debug.liveAllocations();
+    // The OS may refuse half-way (OsError): the heap stays open, and what close unmapped is freed.
+    // (In debug mode the guarded blocks go first; a refusal among them leaves the rest as it was.)
+    debug?.close();
     try {
       this.#core.close();
     } catch (error) {
-      // The OS refused half-way: the heap stays open, and what close unmapped is freed.
-      if (sites !== undefined) {
-        const live = new Set(liveBlocks(this.#core, undefined).map((block) => block.address));
-        for (const address of sites.keys()) if (!live.has(address)) sites.delete(address);
-      }
+      debug?.forgetUnmapped(new Set(liveBlocks(this.#core, undefined).map((b) => b.address)));
       throw error;
     }
     if (leaks.length > 0) this.#onLeaks(leaks); // once, when the heap is really closed

@@ -43,11 +43,13 @@ export interface PseudoMallocOptions {
    */
   lowAddresses?: boolean;
   /**
-   * Debug mode: remember where each live block was allocated (a stack trace, costly) for
-   * {@linkcode PseudoMalloc.prototype.liveAllocations}, and report leaks on `close()`.
-   * @default {false}
+   * Debug mode: the checks C programmers get from glibc's `MALLOC_CHECK_`, Electric Fence and
+   * AddressSanitizer, for this heap's blocks. `true` turns on every check with its default; an
+   * object sets each (what it leaves out keeps its default, so `{ quarantine: 0 }` turns off only
+   * the quarantine). See {@linkcode DebugOptions} and the README's "Finding memory bugs". Slow:
+   * each call records a stack trace. @default {false}
    */
-  debug?: boolean;
+  debug?: boolean | DebugOptions;
   /**
    * The operating system the heap maps its memory from: every system call goes through it. A
    * test passes one that fails on demand; see `ffi/os.ts` for the contract.
@@ -59,6 +61,66 @@ export interface PseudoMallocOptions {
    * @default {a report on the console, one line per leak with its allocation site}
    */
   onLeaks?: (leaks: LiveAllocation[]) => void;
+}
+
+/**
+ * The checks of debug mode, each with its default (the `debug` option of
+ * {@linkcode PseudoMallocOptions}). The patterns written are {@linkcode DEBUG_FILL}'s.
+ *
+ * - Redzones: `redzone` bytes before and after every block (after it, the inner block's slack
+ *   too), filled with `0xfd`, checked by `free`, `realloc` and `check()`: a changed byte is a
+ *   {@linkcode HeapOverflowError}.
+ * - Poisoning and quarantine: a freed block is filled with `0xdd` and waits in a FIFO of at most
+ *   `quarantine` bytes before its memory is reused; a changed byte when it leaves, or at `check()`,
+ *   is a {@linkcode UseAfterFreeError}; a second `free` of it a {@linkcode DoubleFreeError} with both
+ *   sites.
+ * - `fill`: `malloc` and the bytes `realloc` adds are `0xcd`, so a read of memory never written is
+ *   recognisable (`calloc` still zeroes).
+ * - Guard pages: a block with a mapping of its own ends at a `PROT_NONE` page, so the first byte
+ *   written past it faults at the writing instruction (the process dies with SIGSEGV there).
+ *
+ * @example Every check but the quarantine, and every block guarded
+ * ```ts
+ * import { type DebugOptions, PseudoMalloc } from "@pseudo/malloc";
+ *
+ * const debug: DebugOptions = { quarantine: 0, guardPages: "all" };
+ * using heap = new PseudoMalloc({ debug });
+ * heap.free(heap.malloc(24)); // a mapping of its own and a guard page: slow, for one bug
+ * ```
+ */
+export interface DebugOptions {
+  /**
+   * Bytes of redzone before and after each block: 0 (none), or 16 to 4096. The one before is
+   * rounded up to 16, so that blocks stay 16-byte aligned. @default {16}
+   */
+  redzone?: number;
+  /**
+   * Bytes of freed blocks (their whole inner blocks) held back before reuse; 0 reuses memory at
+   * once, as without debug. @default {16777216}
+   */
+  quarantine?: number;
+  /** Fill what `malloc` hands out with `0xcd`. @default {true} */
+  fill?: boolean;
+  /**
+   * `true`: each block of at least `mmapThreshold` bytes gets a mapping of its own that ends at a
+   * guard page (`mprotect(PROT_NONE)`); `"all"`: every block, small ones too (a page and two
+   * kernel mappings each: slow, and at most about 30,000 blocks under Linux's default
+   * `vm.max_map_count`); `false`: large blocks are served as without debug, with redzones.
+   * @default {true}
+   */
+  guardPages?: boolean | "all";
+  /**
+   * Alignment of a guard-paged block: its end is at most `alignment - 1` bytes before the guard
+   * page (those bytes are redzone, checked on `free`). 1 puts every block's end at the guard
+   * page, at the cost of C's alignment guarantee. A power of two up to 4096. @default {16}
+   */
+  alignment?: number;
+  /**
+   * Record where each block was allocated and freed (a stack trace: most of debug mode's cost),
+   * for the errors, {@linkcode PseudoMalloc.prototype.liveAllocations} and the leak report.
+   * @default {true}
+   */
+  sites?: boolean;
 }
 
 /**
@@ -138,6 +200,35 @@ export interface HeapStats extends AllocatorStats {
   internalFragmentation: number;
   /** Per arena: free bytes, largest free block, external fragmentation, free blocks per order. */
   arenaDetails: ArenaStats[];
+  /**
+   * In debug mode: the quarantine and the guard-paged blocks. (The other counters then count the
+   * blocks the program asked for: `liveBytes` without redzones, `allocatedBytes` with them.)
+   */
+  debug?: DebugStats;
+}
+
+/**
+ * Debug mode's own counters, part of {@linkcode HeapStats}.
+ *
+ * @example The quarantine after a free
+ * ```ts
+ * import { PseudoMalloc } from "@pseudo/malloc";
+ * import assert from "node:assert/strict";
+ *
+ * using heap = new PseudoMalloc({ debug: true });
+ * heap.free(heap.malloc(100));
+ * assert.equal(heap.stats().debug!.quarantinedBlocks, 1);
+ * ```
+ */
+export interface DebugStats {
+  /** Freed blocks waiting in the quarantine. */
+  quarantinedBlocks: number;
+  /** Their bytes (whole inner blocks or mappings). */
+  quarantinedBytes: number;
+  /** Live and quarantined blocks with a mapping and a guard page of their own. */
+  guardedBlocks: number;
+  /** Bytes mapped for those blocks, guard pages included (part of `mappedBytes`). */
+  guardedBytes: number;
 }
 
 /**
