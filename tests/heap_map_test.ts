@@ -322,6 +322,13 @@ Deno.test("renderSvg gathers blocks too small to draw into squares that count th
     ["mixed", "0x10000000: 1 KiB in 8 blocks (1 live, 1 cached, 6 free)", 0, 0, 4],
     ["live", "0x10000400: 1 KiB in 64 blocks (64 live)", 4, 0, 4],
   ]);
+  // One state: hatched in its colour; mixed: a tint; neither has a block's white edge.
+  const live = elements.find((element) => element.attributes.class === "group live")!;
+  assert.equal(live.attributes.style, "fill:url(#hatch-live)");
+  assert.equal(elements.find((element) => element.attributes.id === "hatch-live")?.name, "pattern");
+  assert.match(elements.find((e) => e.attributes.class === "group mixed")!.attributes.fill!, /^#/);
+  const style = elements.find((element) => element.name === "style")!.text;
+  assert.doesNotMatch(style, /\.group[ ,{]/);
   assert.ok(elements.some((element) => element.attributes.class === "swatch mixed"));
   assertTiles(blockRects(elements));
 });

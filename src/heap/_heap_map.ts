@@ -100,8 +100,10 @@ export function renderText(arenas: ArenaPicture[], mappings: MappingPicture[]): 
 // ... of them: a rectangle too) are one `<rect class="blocks ...">` filled with a pattern of one
 // block, edge included, so an arena full of 16-byte blocks stays small. Blocks too small for a
 // 4-pixel square (16 bytes of a 1 MiB arena; only arenas over 1 MiB have smaller ones) are drawn as
-// the square holding them, `<rect class="group ...">`, in their state's colour or, when states
-// mix, the colours mixed by bytes ("mixed"); its title counts them.
+// the square holding them, `<rect class="group ...">`, hatched in their state's colour or, when
+// states mix, in the colours mixed by bytes ("mixed"), without an edge (it is not one block); its
+// title counts them. When an arena's rects would pass its share of `BLOCKS_TEXT`, the squares
+// double (4 x 4 pixels, 8 x 4, 8 x 8, ...) until they fit, and the arena's header says so.
 
 const SVG_ROW_CELLS = 32;
 const SVG_ROWS = CELLS / SVG_ROW_CELLS;
@@ -112,8 +114,12 @@ const UNIT_PX = 4;
 const UNITS_PER_CELL = (CELL_PX / UNIT_PX) ** 2;
 /** Where the grids start: room for the row addresses. */
 const LEFT = 130;
-/** The most characters an arena's blocks are drawn with (about 100 a rect). */
-const MAX_ARENA_TEXT = 300_000;
+/**
+ * The characters the blocks of all arenas may take (about 100 a rect), shared out evenly, but at
+ * least `MIN_ARENA_TEXT` an arena: 8,000 rects for one arena, 2,700 each for three.
+ */
+const BLOCKS_TEXT = 800_000;
+const MIN_ARENA_TEXT = 100_000;
 const LEGEND_TOP = 38;
 const LEGEND_HEIGHT = 70;
 const STATES = ["live", "cached", "free"] as const;
@@ -187,21 +193,24 @@ class ArenaDrawer {
   /** Pattern definitions by id: one block of a state and shape, edge included. */
   readonly patterns = new Map<string, string>();
   readonly out: string[];
+  /** The characters an arena's blocks may take. */
+  readonly budget: number;
   /** Whether some arena has blocks too small to draw one by one. */
   grouped = false;
 
-  constructor(out: string[]) {
+  constructor(out: string[], arenas: number) {
     this.out = out;
+    this.budget = Math.max(MIN_ARENA_TEXT, Math.floor(BLOCKS_TEXT / Math.max(1, arenas)));
   }
 
   /** One arena at `top`: header, offsets of a row's cells, row addresses, blocks; returns the next y. */
   arena(arena: ArenaPicture, index: number, top: number): number {
     const { out } = this;
     const cellBytes = arena.size / CELLS;
-    // The blocks, with squares of `unit` bytes for the smallest: doubled while too many rects.
+    // The blocks, with squares of `unit` bytes for the smallest: doubled while over the budget.
     let unit = cellBytes / UNITS_PER_CELL;
     let drawn = this.#blocks(arena, cellBytes, unit);
-    while (drawn.length > MAX_ARENA_TEXT) drawn = this.#blocks(arena, cellBytes, unit *= 2);
+    while (drawn.length > this.budget) drawn = this.#blocks(arena, cellBytes, unit *= 2);
     for (const [id, pattern] of drawn.patterns) this.patterns.set(id, pattern);
     this.grouped ||= drawn.grouped;
     const sums = tally(arena.blocks);
@@ -244,7 +253,7 @@ class ArenaDrawer {
 
   /**
    * The rects of an arena's blocks, blocks under `unit` bytes gathered in squares of `unit`; stops
-   * once they pass `MAX_ARENA_TEXT` characters (`length` says so).
+   * once they pass the budget (`length` says so).
    */
   #blocks(
     arena: ArenaPicture,
@@ -260,7 +269,7 @@ class ArenaDrawer {
       rects.push(rect);
       length += rect.length + 1;
     };
-    for (let i = 0; i < blocks.length && length <= MAX_ARENA_TEXT;) {
+    for (let i = 0; i < blocks.length && length <= this.budget;) {
       const first = blocks[i]!;
       if (first.size < unit) {
         // Every block of this square is smaller than it (blocks tile the arena, aligned).
@@ -268,7 +277,7 @@ class ArenaDrawer {
         let end = i + 1;
         while (end < blocks.length && blocks[end]!.offset < start + unit) end++;
         const rect = blockRect(start, unit, cellBytes);
-        emit(group(arena.base + start, blocks.slice(i, end), rect));
+        emit(group(arena.base + start, blocks.slice(i, end), rect, patterns));
         grouped = true;
         i = end;
         continue;
@@ -323,8 +332,28 @@ function pattern(state: BlockState, { w, h }: Rect, patterns: Map<string, string
   return id;
 }
 
-/** The square holding `blocks`, all smaller than it. */
-function group(address: number, blocks: PictureBlock[], rect: Rect): string {
+/** The id of the hatched fill of `state`'s groups, added to `patterns`. */
+function hatch(state: BlockState, patterns: Map<string, string>): string {
+  const id = `hatch-${state}`;
+  patterns.set(
+    id,
+    `<pattern id="${id}" width="4" height="4" patternUnits="userSpaceOnUse"><rect width="4" height="4" fill="${
+      rgb(COLOURS[state])
+    }"/><path d="M-1 1l2-2M0 4l4-4M3 5l2-2" stroke="#fff" stroke-width="0.7"/></pattern>`,
+  );
+  return id;
+}
+
+/**
+ * The square holding `blocks`, all smaller than it: hatched in their state's colour, or (states
+ * mixed) the colours mixed by bytes; no edge, since it is not one block.
+ */
+function group(
+  address: number,
+  blocks: PictureBlock[],
+  rect: Rect,
+  patterns: Map<string, string>,
+): string {
   const sums = tally(blocks);
   const states = STATES.filter((state) => sums[state].count > 0);
   const bytes = states.reduce((sum, state) => sum + sums[state].bytes, 0);
@@ -332,7 +361,9 @@ function group(address: number, blocks: PictureBlock[], rect: Rect): string {
     states.reduce((sum, state) => sum + COLOURS[state][channel]! * sums[state].bytes, 0) / bytes
   ) as [number, number, number];
   const kind = states.length === 1 ? states[0]! : "mixed";
-  const fill = kind === "mixed" ? ` fill="${rgb(mix)}"` : "";
+  const fill = kind === "mixed"
+    ? ` fill="${rgb(mix)}"`
+    : ` style="fill:url(#${hatch(kind, patterns)})"`;
   return (
     `<rect class="group ${kind}" ${rectAt(rect)}${fill}><title>${hex(address)}: ${
       formatBytes(bytes)
@@ -343,21 +374,37 @@ function group(address: number, blocks: PictureBlock[], rect: Rect): string {
 }
 
 /** The legend: a swatch per state, then the scale. */
-function drawLegend(arenas: ArenaPicture[], grouped: boolean, out: string[]): void {
+function drawLegend(
+  arenas: ArenaPicture[],
+  grouped: boolean,
+  patterns: Map<string, string>,
+  out: string[],
+): void {
   const top = LEGEND_TOP;
-  const entries: [string, string, string][] = [
-    ["live", "live (allocated, in use)", ""],
-    ["cached", "cached (freed, kept for reuse)", ""],
-    ["free", "free (in the buddy allocator)", ""],
+  const entries: [string, string][] = [
+    ["live", "live (allocated, in use)"],
+    ["cached", "cached (freed, kept for reuse)"],
+    ["free", "free (in the buddy allocator)"],
   ];
-  if (grouped) {
-    entries.push(["mixed", "mixed: blocks too small to draw", ` fill="${rgb([135, 167, 203])}"`]);
-  }
-  entries.forEach(([state, label, fill], i) => {
+  entries.forEach(([state, label], i) => {
     const x = 10 + i * 250;
-    out.push(`<rect x="${x}" y="${top}" width="14" height="14" class="swatch ${state}"${fill}/>`);
+    out.push(`<rect x="${x}" y="${top}" width="14" height="14" class="swatch ${state}"/>`);
     out.push(`<text x="${x + 20}" y="${top + 12}">${label}</text>`);
   });
+  if (grouped) {
+    const x = 10 + entries.length * 250;
+    out.push(
+      `<rect x="${x}" y="${top}" width="14" height="14" class="swatch hatched" style="fill:url(#${
+        hatch("live", patterns)
+      })"/>`,
+      `<rect x="${x + 18}" y="${top}" width="14" height="14" class="swatch mixed" fill="${
+        rgb([135, 167, 203])
+      }"/>`,
+      `<text x="${x + 38}" y="${
+        top + 12
+      }">blocks too small to draw: one state (hatched), mixed</text>`,
+    );
+  }
   const sizes = [...new Set(arenas.map((arena) => arena.size))];
   const cellBytes = sizes.length === 1 ? sizes[0]! / CELLS : 0;
   const scale = cellBytes > 0
@@ -395,12 +442,12 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
   );
   // The arenas first, to know whether the legend needs "mixed"; the legend goes above them.
   const drawn: string[] = [];
-  const drawer = new ArenaDrawer(drawn);
+  const drawer = new ArenaDrawer(drawn, arenas.length);
   let y = LEGEND_TOP + LEGEND_HEIGHT;
   arenas.forEach((arena, index) => {
     y = drawer.arena(arena, index, y);
   });
-  drawLegend(arenas, drawer.grouped, parts);
+  drawLegend(arenas, drawer.grouped, drawer.patterns, parts);
   parts.push(...drawn);
   if (mappings.length > 0) {
     parts.push(
@@ -444,7 +491,7 @@ export function renderSvg(arenas: ArenaPicture[], mappings: MappingPicture[]): s
   const total = LEFT + width + 20;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${total}" height="${y}" viewBox="0 0 ${total} ${y}" font-family="sans-serif" font-size="12">`,
-    `<style>.title { font-size: 15px; font-weight: bold; } .heading { font-weight: bold; } .small { font-size: 10px; } .end { text-anchor: end; } .block, .blocks, .group { stroke: #fff; stroke-width: 1; } .live { fill: ${live}; } .cached { fill: ${cached}; } .free { fill: ${free}; } .outline { fill: none; stroke: #555; } .tick { stroke: #555; } .swatch { stroke: #333; }</style>`,
+    `<style>.title { font-size: 15px; font-weight: bold; } .heading { font-weight: bold; } .small { font-size: 10px; } .end { text-anchor: end; } .block, .blocks { stroke: #fff; stroke-width: 1; } .live { fill: ${live}; } .cached { fill: ${cached}; } .free { fill: ${free}; } .outline { fill: none; stroke: #555; } .tick { stroke: #555; } .swatch { stroke: #333; }</style>`,
     ...(drawer.patterns.size > 0 ? [`<defs>`, ...drawer.patterns.values(), `</defs>`] : []),
     `<rect width="100%" height="100%" fill="white"/>`,
     ...parts,
