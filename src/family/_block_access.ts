@@ -5,8 +5,8 @@
 // The semantics are PseudoMalloc's (src/heap/pseudo_malloc.ts): `blockOf(address)` gives
 // `{ address, size }` (start and usable size) of the live block holding any byte of it, else an
 // `InvalidAddressError`; on a closed heap a `HeapClosedError`, for an address that is not a number a
-// `TypeError`. One difference, on purpose: an address that is not an integer (`a + 0.5`) is in no
-// block here, since no byte lies there and a view from it would start at a whole byte elsewhere.
+// `TypeError`; an address that is not an integer (`a + 0.5`) is in no block, since no byte lies
+// there and a view from it would start at a whole byte elsewhere.
 //
 // `bytesAt(address, length)` is then one more lookup of the block's start (`bytes(start)`, the
 // allocator's O(1) check) and a `subarray`: for block 0x1000 of 32 bytes, `bytesAt(0x1008, 4)`

@@ -542,6 +542,23 @@ export class BumpAllocator implements Allocator {
   }
 
   /**
+   * Checks the allocator for damage. This design keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { BumpAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new BumpAllocator();
+   * heap.free(heap.malloc(100));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.validate();
+  }
+
+  /**
    * Unmaps the pool. Every later call except `close` throws {@linkcode HeapClosedError}; closing
    * twice does nothing. Views of the pool die: touching one kills the process.
    *

@@ -570,6 +570,23 @@ export class CellAllocator implements Allocator {
   }
 
   /**
+   * Checks the allocator for damage. This design keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { CellAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new CellAllocator();
+   * heap.free(heap.malloc(16));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.validate();
+  }
+
+  /**
    * Unmaps every chunk. Every later call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing. Views of the cells die: touching one kills the process.
    *

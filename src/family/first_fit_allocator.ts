@@ -612,6 +612,23 @@ export class FirstFitAllocator implements Allocator {
   }
 
   /**
+   * Checks the allocator for damage. This design keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { FirstFitAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new FirstFitAllocator();
+   * heap.free(heap.malloc(100));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.validate();
+  }
+
+  /**
    * Unmaps every chunk. Every later method call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing.
    *

@@ -510,6 +510,23 @@ export class MmapAllocator implements Allocator {
   }
 
   /**
+   * Checks the allocator for damage. This design keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { MmapAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new MmapAllocator();
+   * heap.free(heap.malloc(100));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.validate();
+  }
+
+  /**
    * Unmaps every live block. Every later call except `close` throws {@linkcode HeapClosedError};
    * closing twice does nothing.
    *

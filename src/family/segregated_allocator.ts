@@ -599,6 +599,23 @@ export class SegregatedAllocator implements Allocator {
   }
 
   /**
+   * Checks the allocator for damage. This design keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { SegregatedAllocator } from "@pseudo/malloc";
+   *
+   * using heap = new SegregatedAllocator();
+   * heap.free(heap.malloc(100));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.validate();
+  }
+
+  /**
    * Unmaps every span and large block. Every later method call except `close` throws
    * {@linkcode HeapClosedError}; closing twice does nothing.
    *

@@ -522,7 +522,7 @@ export class DebugHeap {
 
   /** The live or quarantined block whose bytes hold `address`, or `undefined`. */
   #holding(address: number): DebugBlock | undefined {
-    if (!Number.isFinite(address)) return undefined;
+    if (!Number.isInteger(address)) return undefined;
     const guarded = this.#guardedAt(address);
     const start = guarded === undefined ? this.#core.startOf(address) : -1;
     const block = guarded ??

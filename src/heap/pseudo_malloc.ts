@@ -421,11 +421,17 @@ export class PseudoMalloc implements Allocator {
     const core = this.#core;
     checkOpen(core.closed, "blockOf");
     if (typeof address !== "number") throw notAnAddress(address, "find the block of");
+    if (!Number.isInteger(address)) {
+      throw new InvalidAddressError(
+        `Cannot find the block of ${hex(address)}: it is not an integer`,
+        address,
+      );
+    }
     if (this.#debug !== undefined) {
       const block = this.#debug.blockOf(address);
       if (block !== undefined) return block;
     } else {
-      const start = Number.isFinite(address) ? core.startOf(address) : -1;
+      const start = core.startOf(address);
       if (start >= 0) return { address: start, size: this.usableSize(start) };
     }
     throw new InvalidAddressError(
@@ -799,9 +805,10 @@ export class PseudoMalloc implements Allocator {
   /**
    * A picture of the heap. As text (the default), for a terminal: per arena a header and 16 rows of
    * 64 cells, each cell `arenaSize / 1024` bytes shaded from `·` (free) through `░▒▓` to `█` (all
-   * live), then a line for the large mappings. As SVG: one strip per arena with every block drawn
-   * at its offset and size (so the splits show), live blocks coloured by order, cached blocks
-   * amber, free blocks grey, and one bar per large mapping.
+   * live), then a line for the large mappings. As SVG: per arena 32 rows of 32 cells, every block a
+   * rectangle at its place (a block smaller than a cell a part of it, so the buddy splits show down
+   * to 16 bytes), live blue, cached amber, free grey, with a legend and scale; then the large
+   * mappings.
    *
    * @param options `format`: `"text"` (default) or `"svg"`.
    * @returns The picture.
