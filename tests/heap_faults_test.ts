@@ -347,3 +347,71 @@ Deno.test("PseudoMalloc: a large realloc that fails after the cache changed keep
   heap.close();
   assert.equal(os.mappedBytes, 0);
 });
+
+// --- debug mode: its guard-paged mappings and its quarantine ------------------------------------
+
+/** A debug heap with small and guard-paged blocks live, and some of each in the quarantine. */
+function debugHeap(options: { quarantine?: number } = {}): Setup {
+  return (os) => {
+    const heap = new PseudoMalloc({ os, debug: { ...options }, onLeaks: () => {} });
+    const patterns = new Patterns(heap);
+    for (const size of [100, 5000, 30_000, 40]) patterns.add(heap.malloc(size), size);
+    for (const size of [200, 9000]) heap.free(heap.malloc(size));
+    return { heap, patterns };
+  };
+}
+
+Deno.test("PseudoMalloc (debug): a failed mmap of a guard-paged block throws and changes nothing", () => {
+  const points = sweep("map", debugHeap(), (heap, patterns) => {
+    patterns.add(heap.malloc(12_000), 12_000);
+    const small = patterns.add(heap.malloc(10), 10);
+    const moved = heap.realloc(small, 50_000); // a failure leaves the small block live, intact
+    patterns.remove(small);
+    patterns.add(moved, 50_000);
+  }, OutOfMemoryError);
+  assert.ok(points >= 2, `${points} mmaps`);
+});
+
+Deno.test("PseudoMalloc (debug): a refused mprotect unmaps the new mapping and throws OutOfMemoryError", () => {
+  const os = new FaultyOs();
+  using heap = new PseudoMalloc({ os, debug: true });
+  const before = os.mappedBytes;
+  os.fail("protect");
+  assert.throws(() => heap.malloc(8000), (error: OutOfMemoryError) => {
+    assert.ok(error instanceof OutOfMemoryError);
+    assert.match(error.message, /guard page: mprotect refused .*vm\.max_map_count/);
+    return true;
+  });
+  assert.equal(os.mappedBytes, before, "the mapping was given back");
+  assert.equal(heap.stats().liveAllocations, 0);
+  heap.validate();
+  heap.free(heap.malloc(8000)); // healed
+});
+
+Deno.test("PseudoMalloc (debug): a failed munmap as a block leaves the quarantine keeps it there", () => {
+  // A quarantine of 40 KiB: the frees below push the guard-paged blocks out, one munmap each.
+  const points = sweep("unmap", debugHeap({ quarantine: 40 * KiB }), (heap, patterns) => {
+    for (let i = 0; i < 4; i++) {
+      const address = patterns.add(heap.malloc(20_000), 20_000);
+      heap.free(address); // a failure leaves this block live, intact, and the quarantine as it was
+      patterns.remove(address);
+    }
+    heap.check();
+  }, OsError);
+  assert.ok(points >= 2, `${points} munmaps`);
+  // trim() empties the quarantine: the guard-paged block in it is one munmap.
+  assert.equal(sweep("unmap", debugHeap(), (heap) => void heap.trim(), OsError), 1);
+});
+
+Deno.test("PseudoMalloc (debug): a failed munmap in close leaves the heap open and consistent", () => {
+  const points = sweep("unmap", debugHeap(), (heap, patterns) => {
+    try {
+      heap.close();
+    } catch (error) {
+      patterns.forgetGone();
+      throw error;
+    }
+    assert.throws(() => heap.malloc(8), HeapClosedError);
+  }, OsError);
+  assert.ok(points >= 4, `${points} munmaps in close`);
+});
