@@ -21,6 +21,12 @@ export const DEBUG_FILL = {
   redzone: 0xfd,
 } as const;
 
+/**
+ * Ranges shorter than this are compared byte by byte: making the `Int32Array` for a word scan
+ * costs more than a redzone's 16 bytes take to compare.
+ */
+const WORDS_FROM = 256;
+
 /** `value` four times over, for comparing four bytes at once. */
 function word(value: number): number {
   return (value * 0x01010101) | 0;
@@ -35,6 +41,10 @@ function word(value: number): number {
  */
 export function firstChanged(bytes: Uint8Array, start: number, end: number, value: number): number {
   let at = start;
+  if (end - at < WORDS_FROM) {
+    for (; at < end; at++) if (bytes[at] !== value) return at;
+    return -1;
+  }
   const head = (4 - ((bytes.byteOffset + at) & 3)) & 3;
   for (const stop = Math.min(end, at + head); at < stop; at++) if (bytes[at] !== value) return at;
   const words = Math.floor((end - at) / 4);
