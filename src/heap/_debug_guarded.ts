@@ -5,8 +5,8 @@
 // For a 10,000-byte block on 4 KiB pages, with a 16-byte redzone and 16-byte alignment:
 //
 //   base                                   address               address + 10000   guard page
-//   ├── front redzone (2,272 bytes, 0xfd) ──┼── the block ─────────┤ (0 bytes slack) ├─ PROT_NONE ─┤
-//   0                                       2272                                    12288        16384
+//   ├── front redzone (2,288 bytes, 0xfd) ──┼── the block ─────────┤ (0 bytes slack) ├─ PROT_NONE ─┤
+//   0                                       2288                                    12288        16384
 //
 // The data pages are `ceil((size + front + alignment - 1) / page)` pages; the block starts at the
 // highest `alignment`-aligned address that leaves it `size` bytes before the guard page. So when
