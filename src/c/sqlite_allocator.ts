@@ -26,10 +26,11 @@
 // queries are one closure each, with a counter, no allocation and no bigint made.
 //
 // Why every block is asked for whole. SQLite takes `xSize` as the block's capacity and writes up to
-// it (a growing string or record buffer uses its slack, then reallocs). The heap's `realloc` keeps
-// only the bytes *requested* when it moves a block, while `usableSize` answers the whole block: a
-// block asked for 100 bytes, filled to its 128 by SQLite and moved, would lose 28 bytes (tried: a
-// segmentation fault within 100 rows when xMalloc passed SQLite's sizes through). So `xMalloc(n)`
+// it (a growing string or record buffer uses its slack, then reallocs). An allocator whose `realloc`
+// keeps only the bytes *requested* when it moves a block, while `usableSize` answers the whole
+// block, would lose the slack: a block asked for 100 bytes, filled to its 128 by SQLite and moved,
+// would lose 28 bytes (tried: a segmentation fault within 100 rows, before PseudoMalloc's `realloc`
+// copied whole blocks; the family's allocators are not all held to that). So `xMalloc(n)`
 // and `xRealloc(p, n)` ask the heap for the block size of `n` (the same rule as `xRoundup`, whatever
 // `roundup` option is given), and what `xSize` answers is exactly what was asked: the block, or,
 // for the one block size that reaches the threshold (1024 above), the `threshold - 1` bytes asked.
