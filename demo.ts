@@ -102,7 +102,7 @@ libc.close();
 heap.validate();
 console.log("3. heap.validate() passed: buddy trees, free lists and counters all agree");
 console.log("   heap.stats(): what is mapped, what is live, and the totals so far");
-const { arenaDetails, internalFragmentation, systemCalls, ...counters } = heap.stats();
+const { arenaDetails, internalFragmentation, systemCalls, debug: _, ...counters } = heap.stats();
 for (const [name, value] of Object.entries(counters)) {
   const human = /Bytes$/.test(name) ? `  (${formatBytes(value)})` : "";
   console.log(`     ${name.padEnd(18)}${value.toLocaleString("en-US").padStart(12)}${human}`);
