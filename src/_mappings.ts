@@ -177,23 +177,6 @@ export class Mappings {
   }
 
   /**
-   * The start of the live block whose pages hold `address` (any byte of them), or -1. Looks up
-   * the page of `address` and up to 64 pages below it (an interior pointer C hands back usually
-   * lies near its block's start), then every live block.
-   */
-  startOf(address: number): number {
-    const page = address - (address % this.#pageSize);
-    for (let start = page, n = 0; start > 0 && n < 64; start -= this.#pageSize, n++) {
-      const span = this.#blocks.get(start);
-      if (span !== undefined) return address < start + span.length ? start : -1;
-    }
-    for (const [start, span] of this.#blocks.entries()) {
-      if (address >= start && address < start + span.length) return start;
-    }
-    return -1;
-  }
-
-  /**
    * Maps a block of `size` bytes (at least one page) and returns its address: cached pages when
    * some fit (old contents), else a fresh zeroed mapping.
    */

@@ -18,7 +18,8 @@
  * ```
  *
  * A `HeapCorruptionError` reports damage done earlier, by other code; the heap's own state is
- * intact and the call that found it did nothing else (see `PseudoMallocOptions.debug`).
+ * intact. Each is reported once (the bytes are repaired first). `free` frees its block all the
+ * same and throws after; `realloc`, `check()` and the others throw having done nothing else.
  *
  * Sizes that are not numbers throw the built-in `TypeError`; negative, fractional, non-finite or
  * impossibly large sizes throw the built-in `RangeError`.
@@ -148,9 +149,14 @@ export interface BlockSites {
  *
  * using heap = new PseudoMalloc({ debug: true });
  * const address = heap.malloc(10);
- * heap.bytesAt(address).fill(1); // the block: fine
- * heap.check();
- * assert.ok(!(new Error() instanceof HeapCorruptionError));
+ * const memory = Deno.UnsafePointerView.getArrayBuffer(heap.pointer(address)!, 12);
+ * new Uint8Array(memory)[11] = 1; // a byte past the end
+ * assert.throws(() => heap.check(), (error: HeapCorruptionError) => {
+ *   assert.ok(error instanceof HeapCorruptionError);
+ *   assert.equal(error.address, address);
+ *   assert.equal(error.offset, 11);
+ *   return true;
+ * });
  * heap.free(address);
  * ```
  */

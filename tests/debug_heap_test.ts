@@ -16,6 +16,7 @@ import {
   PseudoMalloc,
   UseAfterFreeError,
 } from "../mod.ts";
+import { GUARDED_LIMIT } from "../src/heap/_debug.ts";
 
 const libc = Deno.dlopen(Deno.build.os === "darwin" ? "libSystem.B.dylib" : "libc.so.6", {
   memset: { parameters: ["pointer", "i32", "usize"], result: "pointer" },
@@ -63,11 +64,12 @@ Deno.test("bug 1: libc memset one byte past the end of a small block is a HeapOv
   const error = assertCaught(() => heap.free(address), HeapOverflowError, address, 40);
   assert.equal(error.size, 40);
   assert.equal(error.freedAt, undefined);
-  assert.match(error.message, /1 byte past its end were written \(offset 40\)/);
-  heap.validate(); // nothing else changed: the block is still live
-  assert.equal(heap.stats().liveAllocations, 1);
-  heap.free(address); // reported once: the redzone was repaired, so the free now succeeds
+  assert.match(error.message, /it was written past its end at offset 40\n/);
+  // free always frees (C never retries one): the block is in the quarantine, its redzone repaired.
   assert.equal(heap.stats().liveAllocations, 0);
+  heap.check();
+  heap.validate();
+  assert.throws(() => heap.free(address), DoubleFreeError);
 });
 
 Deno.test("bug 2: libc memset one byte past the end of a large block (no guard page) is caught on free", () => {
@@ -75,7 +77,6 @@ Deno.test("bug 2: libc memset one byte past the end of a large block (no guard p
   const address = heap.malloc(10_000);
   libc.symbols.memset(heap.pointer(address), 0, 10_001n);
   assertCaught(() => heap.free(address), HeapOverflowError, address, 10_000);
-  heap.free(address);
 });
 
 Deno.test("bug 2b: past the end of a guard-paged block, within its alignment slack, is caught on free", () => {
@@ -84,7 +85,6 @@ Deno.test("bug 2b: past the end of a guard-paged block, within its alignment sla
   assert.equal((address + 5_000 + 8) % heap.pageSize, 0, "the slack ends at the guard page");
   libc.symbols.memset(heap.pointer(address), 0, 5_003n);
   assertCaught(() => heap.free(address), HeapOverflowError, address, 5_000);
-  heap.free(address);
 });
 
 Deno.test("bug 3: libc strcpy of a string longer than its buffer is a HeapOverflowError", () => {
@@ -93,7 +93,7 @@ Deno.test("bug 3: libc strcpy of a string longer than its buffer is a HeapOverfl
   libc.symbols.strcpy(heap.pointer(name), cText("a name of 20 letters"));
   const error = assertCaught(() => heap.check(), HeapOverflowError, name, 8);
   // 20 letters and the NUL in 8 bytes: 13 bytes too many.
-  assert.match(error.message, /13 bytes past its end were written \(offsets 8 to 20\)/);
+  assert.match(error.message, /written past its end at offsets 8 to 20\n/);
   heap.check(); // repaired: reported once
   heap.free(name);
 });
@@ -103,7 +103,6 @@ Deno.test("bug 4: libc snprintf told a size larger than its block is a HeapOverf
   const buffer = heap.malloc(16);
   libc.symbols.snprintf(heap.pointer(buffer), 64n, cText("%s"), cText("id=12345, name=ok"));
   assertCaught(() => heap.free(buffer), HeapOverflowError, buffer, 16);
-  heap.free(buffer);
 });
 
 Deno.test("bug 5: a write one byte before the block (underflow) is a HeapOverflowError at offset -1", () => {
@@ -111,14 +110,21 @@ Deno.test("bug 5: a write one byte before the block (underflow) is a HeapOverflo
   const small = heap.malloc(32);
   libc.symbols.memset(at(small - 1), 0, 1n);
   const error = assertCaught(() => heap.realloc(small, 64), HeapOverflowError, small, -1);
-  assert.match(error.message, /1 byte before its start/);
+  assert.match(error.message, /written before its start at offset -1\n/);
+  assert.deepEqual(heap.blockOf(small), { address: small, size: 32 }, "realloc moved nothing");
   // Before a guard-paged block too.
   const large = heap.malloc(20_000);
   libc.symbols.memset(at(large - 4), 0, 2n); // bytes -4 and -3
   const before = assertCaught(() => heap.free(large), HeapOverflowError, large, -4);
-  assert.match(before.message, /2 bytes before its start were written \(offsets -4 to -3\)/);
-  heap.free(large);
+  assert.match(before.message, /written before its start at offsets -4 to -3\n/);
   heap.free(small);
+  // Both sides at once: one error, the lowest offset, both extents.
+  const both = heap.malloc(24);
+  libc.symbols.memset(at(both - 1), 0, 26n);
+  const twice = assertCaught(() => heap.check(), HeapOverflowError, both, -1);
+  assert.match(twice.message, /before its start at offset -1 and past its end at offset 24\n/);
+  heap.check();
+  heap.free(both);
 });
 
 Deno.test("bug 6: a JS view of a freed block written to: UseAfterFreeError from check(), with both sites", () => {
@@ -145,8 +151,11 @@ Deno.test("bug 7: the same write, found when the block leaves the quarantine", (
   // 32 inner blocks of 128 bytes fill 4 KiB: the 32nd free pushes the victim out.
   for (let i = 0; i < 31; i++) heap.free(others[i]!);
   assertCaught(() => heap.free(others[31]!), UseAfterFreeError, victim, 63);
-  assert.equal(heap.stats().liveAllocations, 9, "the free that found it did nothing else");
-  heap.free(others[31]!); // retried: succeeds
+  assert.equal(
+    heap.stats().liveAllocations,
+    8,
+    "the free that found it freed its block all the same",
+  );
   for (const address of others.slice(32)) heap.free(address);
   heap.check();
   heap.validate();
@@ -213,7 +222,8 @@ Deno.test("bug 10: an interior free is an InvalidFreeError naming the block that
   });
   const large = heap.malloc(50_000);
   assert.throws(() => heap.free(large + 4096), /4096 bytes into the block/);
-  assert.throws(() => heap.free(large - 8), /not a block of this heap/); // its front redzone
+  assert.throws(() => heap.free(large - 8), /in the redzone 8 bytes before the block at/);
+  assert.throws(() => heap.free(array + 80), /in the redzone 0 bytes after the block at/);
   heap.free(large);
   heap.free(array);
 });
@@ -263,9 +273,9 @@ Deno.test("bug 13: corruption found inside a C callback reaches onError and neve
   const free = new Deno.UnsafeFnPointer(c.free, C_ALLOCATOR_DEFINITIONS.free);
   const pointer = malloc.call(30n);
   libc.symbols.memset(at(Number(pointer)), 0, 31n);
-  free.call(pointer); // returns to C normally
-  free.call(pointer); // again: the block was never freed, the redzone was repaired, now it is
-  free.call(pointer); // and now this is a double free
+  free.call(pointer); // returns to C normally, the block freed: C never retries a free
+  assert.equal(heap.stats().liveAllocations, 0, "nothing leaks");
+  free.call(pointer); // a real double free
   assert.equal(seen.length, 2);
   assert.ok(seen[0] instanceof HeapOverflowError);
   assert.equal((seen[0] as HeapOverflowError).offset, 30);
@@ -354,8 +364,7 @@ Deno.test("debug options: a larger redzone catches a write 40 bytes past the end
   assert.equal(address % 16, 0);
   libc.symbols.memset(at(address + 56), 0, 1n);
   assertCaught(() => heap.free(address), HeapOverflowError, address, 56);
-  heap.free(address);
-  // With the default 16, the same write lands in the slack or the next block: not this block's.
+  // No redzone: nothing is checked (the write lands in the inner block's slack).
   using plain = new PseudoMalloc({ debug: { redzone: 0 } });
   const unguarded = plain.malloc(16);
   libc.symbols.memset(plain.pointer(unguarded), 0, 17n);
@@ -504,3 +513,79 @@ Deno.test("debug: leaks are reported on close with their sites, quarantined bloc
   assert.throws(() => heap.malloc(1), HeapClosedError);
   assert.throws(() => heap.free(kept), HeapClosedError);
 });
+
+// --- the review's cases ------------------------------------------------------------------------
+
+Deno.test("debug: check() on a closed heap names check", () => {
+  const heap = new PseudoMalloc({ debug: true });
+  heap.close();
+  assert.throws(() => heap.check(), /Cannot call check: the heap is closed/);
+});
+
+Deno.test("debug: blocks whose redzones reach mmapThreshold are large: guarded, or counted large", () => {
+  using guarded = new PseudoMalloc({ debug: true });
+  const near = guarded.malloc(guarded.mmapThreshold - 20); // 1004 + 32 bytes reach 1024
+  assert.equal(guarded.stats().debug!.guardedBlocks, 1);
+  assert.equal(guarded.stats().largeAllocations, 1);
+  guarded.free(near);
+  using plain = new PseudoMalloc({ debug: { guardPages: false } });
+  const large = plain.malloc(100_000);
+  const small = plain.malloc(100);
+  assert.equal(plain.stats().largeAllocations, 1);
+  assert.equal(plain.stats().smallAllocations, 1);
+  assert.equal(plain.stats().debug!.guardedBlocks, 0);
+  plain.free(large);
+  plain.free(small);
+});
+
+Deno.test("debug: a block larger than the whole quarantine is freed at once, still known as freed", () => {
+  using heap = new PseudoMalloc({ debug: { quarantine: 4096 } });
+  const before = heap.stats().systemCalls.munmap;
+  const big = heap.malloc(1 << 20);
+  heap.free(big);
+  assert.equal(heap.stats().debug!.quarantinedBytes, 0);
+  assert.equal(heap.stats().systemCalls.munmap, before + 1, "its guarded mapping went back");
+  assert.throws(() => heap.free(big), DoubleFreeError);
+  const small = heap.malloc(10);
+  heap.free(small);
+  assert.ok(heap.stats().debug!.quarantinedBytes <= 4096);
+});
+
+Deno.test("debug: blocks deep inside a big guarded block are found among many guarded blocks", () => {
+  using heap = new PseudoMalloc({ debug: { guardPages: "all", quarantine: 0 } });
+  const small = Array.from({ length: 200 }, () => heap.malloc(40));
+  const big = heap.malloc(8 << 20);
+  heap.free(heap.malloc(64 << 20)); // a bigger one came and went
+  assert.deepEqual(heap.blockOf(big + (5 << 20) + 3), { address: big, size: 8 << 20 });
+  assert.deepEqual(heap.blockOf(small[77]! + 39), { address: small[77], size: 40 });
+  assert.throws(() => heap.blockOf(small[77]! + 40), InvalidAddressError);
+  for (const address of small) heap.free(address);
+  heap.free(big);
+  heap.validate();
+});
+
+Deno.test("debug: past GUARDED_LIMIT guarded blocks, blocks get redzones only (the mapping cap stays far)", () => {
+  using heap = new PseudoMalloc({ debug: { guardPages: "all", quarantine: 0, sites: false } });
+  const limit = GUARDED_LIMIT;
+  const blocks = Array.from({ length: limit + 100 }, () => heap.malloc(8));
+  const stats = heap.stats();
+  assert.equal(stats.debug!.guardedBlocks, limit);
+  assert.equal(stats.liveAllocations, limit + 100);
+  // The last ones are ordinary debug blocks: their redzones still work.
+  const last = blocks.at(-1)!;
+  libc.symbols.memset(heap.pointer(last), 0, 9n);
+  assertCaughtNoSites(() => heap.free(last), last, 8);
+  for (const address of blocks.slice(0, -1)) heap.free(address);
+  heap.validate();
+  assert.equal(heap.stats().debug!.guardedBlocks, 0);
+});
+
+/** As `assertCaught`, for a heap that records no sites. */
+function assertCaughtNoSites(fn: () => unknown, block: number, offset: number): void {
+  assert.throws(fn, (error: HeapOverflowError) => {
+    assert.ok(error instanceof HeapOverflowError);
+    assert.equal(error.address, block);
+    assert.equal(error.offset, offset);
+    return true;
+  });
+}

@@ -415,3 +415,26 @@ Deno.test("PseudoMalloc (debug): a failed munmap in close leaves the heap open a
   }, OsError);
   assert.ok(points >= 4, `${points} munmaps in close`);
 });
+
+Deno.test("PseudoMalloc (debug, no quarantine): a failed munmap in free keeps the block live", () => {
+  const points = sweep("unmap", debugHeap({ quarantine: 0 }), (heap, patterns) => {
+    const address = patterns.add(heap.malloc(20_000), 20_000);
+    heap.free(address);
+    patterns.remove(address);
+  }, OsError);
+  assert.ok(points >= 1, `${points} munmaps`);
+});
+
+Deno.test("PseudoMalloc (debug): a close retried after a failed munmap still reports every leak", () => {
+  const os = new FaultyOs();
+  let leaks: number[] = [];
+  const heap = new PseudoMalloc({ os, debug: true, onLeaks: (l) => leaks = l.map((b) => b.size) });
+  heap.malloc(77);
+  heap.malloc(9000); // guarded: unmapped first by close
+  // close unmaps the guarded block (1 munmap), then the arena: fail that one.
+  os.fail("unmap", 1);
+  assert.throws(() => heap.close(), OsError);
+  heap.validate();
+  heap.close();
+  assert.deepEqual(leaks.sort((a, b) => a - b), [77, 9000]);
+});

@@ -77,7 +77,8 @@ function run(
   const guardsAll = typeof options.debug === "object" && options.debug.guardPages === "all";
   const random = mulberry32(seed);
   using heap = new PseudoMalloc(options);
-  const model = new Model(heap.mmapThreshold);
+  // Debug mode: a block is large when its inner request, 32 bytes of redzones with it, is.
+  const model = new Model(heap.mmapThreshold - (debug ? 32 : 0));
   const recentlyFreed: number[] = [];
   const pick = (): number => model.starts[Math.floor(random() * model.starts.length)]!;
   const size = (): number =>

@@ -61,7 +61,7 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
 import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
-import { BlockStarts } from "./_block_starts.ts";
+import { BlockStarts } from "../_block_starts.ts";
 
 /**
  * Options of {@linkcode MmapAllocator}.

@@ -32,6 +32,7 @@ import {
 import { Counters } from "../_counters.ts";
 import { isFreeing, notAnAddress } from "../_checks.ts";
 import { Mappings } from "../_mappings.ts";
+import { BlockStarts } from "../_block_starts.ts";
 import { idleTimer } from "../../ffi/idle_timer.ts";
 import { callocSize, checkSize } from "../_size.ts";
 import { type Arena, Arenas } from "./_arenas.ts";
@@ -99,6 +100,7 @@ export class HeapCore {
     this.#cacheKey = `${orders}/${config.minBlockSize}`;
     this.#spares = spares;
     this.cache = spares?.takeCache(this.#cacheKey) ?? new BlockCache(orders, config.minBlockSize);
+    this.#largeStarts = new BlockStarts(config.pageSize);
     this.large = new Mappings(os, {
       label: "large block",
       cache: true,
@@ -106,6 +108,9 @@ export class HeapCore {
       onIdleTrim: () => this.syncMapped(),
     });
   }
+
+  /** The large blocks' starts, sorted when an interior lookup needs them (`startOf`). */
+  readonly #largeStarts: BlockStarts;
 
   /** Where this heap's table, arenas and cache go on `close` (`_spares.ts`); `undefined`: none. */
   readonly #spares: Spares | undefined;
@@ -375,7 +380,12 @@ export class HeapCore {
    */
   startOf(address: number): number {
     const arena = this.arenas.arenaOf(address);
-    if (arena === undefined) return this.large.startOf(address);
+    if (arena === undefined) {
+      // A large block: its pages and 15 below, then the sorted starts (`_block_starts.ts`), remade
+      // when blocks came or went (every allocation and free counts) since they were sorted.
+      const { totalAllocations, totalFrees } = this.counters;
+      return this.#largeStarts.find(address, this.large, totalAllocations + totalFrees);
+    }
     const { minShift, minBlockSize, threshold } = this.config;
     const offset = Math.floor(address - arena.base);
     const slot = offset >>> minShift;

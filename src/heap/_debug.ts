@@ -1,7 +1,8 @@
 // PseudoMalloc's debug mode: redzones, poisoning and a quarantine, guard pages, allocation sites,
 // and the leak report on close. A layer over the heap: each block the program asks for lives inside
 // an inner block of the ordinary heap (or a mapping of its own, `_debug_guarded.ts`), with room
-// around it for the redzones (`_debug_zones.ts` draws the layout).
+// around it for the redzones (`_debug_block.ts` draws the layout and checks one block; the
+// quarantine's records are `_debug_quarantine.ts`).
 //
 // `malloc(100)` with the defaults (16-byte redzones) takes an inner block of 100 + 16 + 16 = 132
 // bytes, a 256-byte buddy block at, say, 0x1000; the program gets 0x1010. Bytes 0x1000-0x100f and
@@ -14,94 +15,63 @@
 // their sites, so that freeing one again is still a `DoubleFreeError` naming both sites, until
 // the address is handed out again.
 //
+// A block whose inner request (with its redzones) reaches the heap's `mmapThreshold` would get
+// whole pages of its own anyway: with guard pages on, it gets them from `mapGuarded` instead, its
+// end at a guard page. At most `GUARDED_LIMIT` blocks are guarded at once; past it blocks get
+// redzones only, so that the kernel's cap on mappings is never reached (V8 needs mappings too: at
+// the cap it aborts the process).
+//
 // How it is installed: `installDebugHooks` gives the heap own properties `malloc`, `calloc`,
 // `realloc`, `free`, `usableSize` and `bytes` that shadow the prototype's methods, so a heap
 // without debug pays nothing on its fast paths; the prototype's other methods (`blockOf`, `stats`,
-// `validate`, `check`, `liveAllocations`, `close`) ask the heap's `DebugHeap` when it has one.
+// `validate`, `check`, `liveAllocations`, `trim`, `close`) ask the heap's `DebugHeap`.
 //
-// Errors: a corruption is reported once. The call that finds it repairs the bytes it reports (a
-// redzone is filled again; a block leaving the quarantine is freed) and throws before doing its
-// own work, so retrying the call succeeds; every other error is thrown before anything changes.
+// Errors: a corruption is reported once: what reports it repairs it first (the redzone filled
+// again, the poison put back, or the block leaving the quarantine freed). `free` always frees: a
+// corruption it finds, in its block or in one it lets out of the quarantine, is thrown once the
+// block is freed, so that C code, which never retries a free, leaks nothing. `realloc` throws
+// before it moves anything (a C caller sees NULL and keeps its block). Every other error, an
+// `OsError` included, is thrown before anything changes.
 
 import type { Allocator } from "../allocator.ts";
+import { BlockStarts } from "../_block_starts.ts";
 import { checkOpen, isFreeing, notAnAddress } from "../_checks.ts";
 import { Counters } from "../_counters.ts";
 import {
   DoubleFreeError,
   type HeapCorruptionError,
-  HeapOverflowError,
   hex,
   InvalidAddressError,
   InvalidFreeError,
-  UseAfterFreeError,
 } from "../errors.ts";
 import { callocSize, checkSize, viewLength } from "../_size.ts";
 import type { HeapCore } from "./_core.ts";
+import {
+  bodyOf,
+  captureSite,
+  DEBUG_FILL,
+  type DebugBlock,
+  freedDamage,
+  prepare,
+  siteOf,
+  sitesOf,
+  sitesText,
+  zoneDamage,
+} from "./_debug_block.ts";
 import { mapGuarded } from "./_debug_guarded.ts";
-import { DEBUG_FILL, firstChanged } from "./_debug_zones.ts";
+import { Quarantine } from "./_debug_quarantine.ts";
 import type { DebugConfig } from "./_options.ts";
 import type { BlockInfo, DebugStats, HeapStats, LiveAllocation } from "./types.ts";
 
-/** One block the program asked for, live or in the quarantine. */
-interface DebugBlock {
-  /** The program's address. */
-  address: number;
-  /** Bytes requested. */
-  size: number;
-  /** The inner block of the heap, or the start of the block's own mapping. */
-  inner: number;
-  /** 0 for an inner block; the length of the own mapping (with its guard page) otherwise. */
-  mapped: number;
-  /** The inner block's usable bytes, or the mapping's data pages: redzones and the block. */
-  memory: Uint8Array;
-  /** Where the block starts in `memory`. */
-  front: number;
-  /** Where it was allocated and freed: stacks captured, formatted when read (`siteOf`). */
-  allocated: Trace | undefined;
-  freed: Trace | undefined;
-}
+/**
+ * Guarded blocks (live and quarantined) at most at once: 32,768 kernel mappings, half of Linux's
+ * default `vm.max_map_count` (65,530). Measured: at about 32,600 guarded blocks `mprotect` fails,
+ * and V8 then aborts the process for want of a mapping of its own.
+ */
+export const GUARDED_LIMIT = 16384;
 
 /** The heap methods the layer allocates its inner blocks with: the prototype's, not its own. */
 type Inner = Pick<Allocator, "malloc" | "free" | "usableSize">;
-
-/** Blocks remembered after they left the quarantine, for naming a late double free. */
-const GRAVEYARD = 65536;
-
-/** A stack captured by `captureSite`: its `stack` is formatted when first read. */
-type Trace = { stack?: string };
-
-/**
- * The caller's stack, captured now and formatted only when asked for (`siteOf`): V8 records the
- * frames at once and turns them into text on the first read of `stack`, the costly part (source
- * maps applied). Measured (Deno 2.9): formatting at once made a debug malloc + free 134 µs, lazily
- * 15 µs; `Error.captureStackTrace` on a plain object costs about half of a `new Error()`.
- */
-function captureSite(): Trace {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 12;
-  const trace: Trace = {};
-  Error.captureStackTrace(trace, captureSite);
-  Error.stackTraceLimit = limit;
-  return trace;
-}
-
-/** The first frames of a captured stack, this package's own frames left out. */
-function siteOf(trace: Trace | undefined): string | undefined {
-  if (trace === undefined) return undefined;
-  const frames = (trace.stack ?? "").split("\n").slice(1) // the first line is "Error"
-    .map((line) => line.trim().replace(/^at /, ""))
-    .filter((line) => !line.includes(PACKAGE_SRC) && !line.includes(PACKAGE_FFI));
-  return frames.slice(0, 4).join(" <- ") || "(no frame outside @pseudo/malloc)";
-}
-const PACKAGE_SRC = new URL("../", import.meta.url).href;
-const PACKAGE_FFI = new URL("../../ffi/", import.meta.url).href;
-
-/** A block's sites as text, for an error. */
-function sitesOf(
-  block: DebugBlock,
-): { allocatedAt: string | undefined; freedAt: string | undefined } {
-  return { allocatedAt: siteOf(block.allocated), freedAt: siteOf(block.freed) };
-}
 
 /** The checks of debug mode over one heap; see the file comment. */
 export class DebugHeap {
@@ -109,19 +79,17 @@ export class DebugHeap {
   readonly #core: HeapCore;
   readonly #inner: Inner;
   readonly #live = new Map<number, DebugBlock>();
-  /** The quarantine, oldest first from `#head`. */
-  #queue: DebugBlock[] = [];
-  #head = 0;
-  #queuedBytes = 0;
-  readonly #quarantined = new Map<number, DebugBlock>();
-  readonly #graveyard = new Map<number, DebugBlock>();
-  /** Guard-paged blocks (live or quarantined) by the page their mapping starts at. */
+  readonly #quarantine: Quarantine;
+  /** Guarded blocks (live or quarantined) by the start of their mapping. */
   readonly #guarded = new Map<number, DebugBlock>();
   #guardedBytes = 0;
-  /** The most pages a guarded mapping has had: how far back `#guardedAt` looks. */
-  #guardedPages = 0;
+  /** Counts guarded mappings made and unmapped: when the sorted starts are stale. */
+  #guardedChanges = 0;
+  readonly #guardedStarts: BlockStarts;
   readonly #counters = new Counters();
   #allocatedBytes = 0;
+  /** Live guarded blocks a `close` that failed half-way unmapped: still leaks to report. */
+  readonly #leakedInClose: LiveAllocation[] = [];
 
   /**
    * @param config Debug mode's checks.
@@ -132,23 +100,25 @@ export class DebugHeap {
     this.#config = config;
     this.#core = core;
     this.#inner = inner;
+    this.#quarantine = new Quarantine(config.quarantine);
+    this.#guardedStarts = new BlockStarts(core.config.pageSize);
   }
 
   // --- the program's calls ----------------------------------------------------------------------
 
   malloc(size: number): number {
-    this.#open("malloc");
+    checkOpen(this.#core.closed, "malloc");
     checkSize(size, "allocate");
     return this.#peaks(this.#allocate(size, false));
   }
 
   calloc(count: number, size: number): number {
-    this.#open("calloc");
+    checkOpen(this.#core.closed, "calloc");
     return this.#peaks(this.#allocate(callocSize(count, size), true));
   }
 
   realloc(address: number, size: number): number {
-    this.#open("realloc");
+    checkOpen(this.#core.closed, "realloc");
     if (address === 0) return this.malloc(size);
     checkSize(size, "reallocate");
     if (size === 0) {
@@ -156,38 +126,39 @@ export class DebugHeap {
       return 0;
     }
     const block = this.#liveBlock(address, "reallocate");
-    this.#checkZones(block);
-    this.#makeRoom(block.memory.byteLength);
+    const damage = zoneDamage(block) ?? this.#makeRoom(block);
+    if (damage !== undefined) throw damage;
     // Always moves, as Electric Fence does: a pointer kept to the old block is then stale at once,
     // and the old block waits in the quarantine where a write through it is found.
     const moved = this.#allocate(size, false);
     const kept = Math.min(size, block.size);
-    this.#body(this.#live.get(moved)!).set(this.#body(block).subarray(0, kept));
+    bodyOf(this.#live.get(moved)!).set(bodyOf(block).subarray(0, kept));
     this.#retire(block);
     return this.#peaks(moved);
   }
 
   free(address: number): void {
-    this.#open("free");
+    checkOpen(this.#core.closed, "free");
     if (address === 0) return;
     const block = this.#liveBlock(address, "free");
-    this.#checkZones(block);
-    this.#makeRoom(block.memory.byteLength);
+    const damage = zoneDamage(block);
+    const left = this.#makeRoom(block);
     this.#retire(block);
+    if (damage !== undefined || left !== undefined) throw damage ?? left;
   }
 
   usableSize(address: number): number {
-    this.#open("usableSize");
+    checkOpen(this.#core.closed, "usableSize");
     return this.#liveBlock(address, "find the size of").size;
   }
 
   bytes(address: number, length?: number): Uint8Array {
-    this.#open("bytes");
+    checkOpen(this.#core.closed, "bytes");
     const block = this.#liveBlock(address, "view");
-    return this.#body(block).subarray(0, viewLength(address, length, block.size));
+    return bodyOf(block).subarray(0, viewLength(address, length, block.size));
   }
 
-  /** The live block holding `address`, or `undefined`. */
+  /** The live block holding `address` (an integer), or `undefined`. */
   blockOf(address: number): BlockInfo | undefined {
     const block = this.#live.get(address) ?? this.#holding(address);
     return block === undefined || this.#live.get(block.address) !== block
@@ -199,14 +170,13 @@ export class DebugHeap {
 
   /** Every live block's redzones, then every quarantined block's bytes; throws the first damage. */
   check(): void {
-    for (const block of this.#live.values()) this.#checkZones(block);
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      const block = this.#queue[i]!;
-      const offset = this.#changedWhileFreed(block);
-      if (offset !== -1) {
-        this.#repairFreed(block);
-        throw this.#useAfterFree(block, offset, "is in the quarantine");
-      }
+    for (const block of this.#live.values()) {
+      const damage = zoneDamage(block);
+      if (damage !== undefined) throw damage;
+    }
+    for (const block of this.#quarantine.blocks()) {
+      const damage = freedDamage(block, "is in the quarantine");
+      if (damage !== undefined) throw damage;
     }
   }
 
@@ -215,41 +185,34 @@ export class DebugHeap {
     const fail = (what: string): never => {
       throw new Error(`PseudoMalloc debug invariant broken: ${what}`);
     };
-    let queued = 0;
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      const block = this.#queue[i]!;
-      queued += block.memory.byteLength;
-      if (this.#quarantined.get(block.address) !== block) {
-        fail(`quarantined block ${hex(block.address)} is not indexed`);
-      }
-      if (this.#live.has(block.address)) fail(`block ${hex(block.address)} is live and freed`);
-    }
-    if (
-      queued !== this.#queuedBytes || this.#quarantined.size !== this.#queue.length - this.#head
-    ) {
-      fail(`the quarantine holds ${queued} bytes, counted ${this.#queuedBytes}`);
-    }
+    this.#quarantine.validate(fail);
     let bytes = 0;
     let allocated = 0;
     for (const block of this.#live.values()) {
       bytes += block.size;
       allocated += block.memory.byteLength;
+      if (this.#quarantine.get(block.address) !== undefined) {
+        fail(`block ${hex(block.address)} is live and freed`);
+      }
     }
     if (bytes !== this.#counters.liveBytes || this.#live.size !== this.#counters.liveAllocations) {
       fail(`${this.#live.size} live blocks of ${bytes} bytes, counted otherwise`);
     }
     if (allocated !== this.#allocatedBytes) fail(`allocated bytes counted wrong`);
-    for (const block of [...this.#live.values(), ...this.#quarantined.values()]) {
+    let guarded = 0;
+    for (const block of [...this.#live.values(), ...this.#quarantine.blocks()]) {
       if (block.mapped !== 0) {
-        if (this.#guarded.get(this.#pageOf(block.inner)) !== block) {
+        guarded++;
+        if (this.#guarded.get(block.inner) !== block) {
           fail(`guarded block ${hex(block.address)} is not indexed`);
         }
       } else if (this.#inner.usableSize(block.inner) !== block.memory.byteLength) {
         fail(`block ${hex(block.address)}'s inner block changed size`);
       }
     }
+    if (guarded !== this.#guarded.size) fail(`${this.#guarded.size} guarded blocks indexed`);
     // Every inner block of the heap is a live or quarantined block's.
-    const inner = this.#live.size + this.#quarantined.size - this.#guarded.size;
+    const inner = this.#live.size + this.#quarantine.size - this.#guarded.size;
     if (this.#core.counters.liveAllocations !== inner) {
       fail(`the heap holds ${this.#core.counters.liveAllocations} inner blocks, expected ${inner}`);
     }
@@ -263,16 +226,18 @@ export class DebugHeap {
     const mapped = stats.mappedBytes + this.#guardedBytes;
     counters.notePeaks(mapped);
     const debug: DebugStats = {
-      quarantinedBlocks: this.#quarantined.size,
-      quarantinedBytes: this.#queuedBytes,
+      quarantinedBlocks: this.#quarantine.size,
+      quarantinedBytes: this.#quarantine.bytes,
       guardedBlocks: this.#guarded.size,
       guardedBytes: this.#guardedBytes,
     };
+    let small = 0;
+    for (const block of this.#live.values()) if (!this.#isLarge(block)) small++;
     return {
       ...stats,
       ...counters.snapshot(mapped, this.#allocatedBytes, stats.systemCalls),
-      smallAllocations: [...this.#live.values()].filter((block) => block.mapped === 0).length,
-      largeAllocations: [...this.#live.values()].filter((block) => block.mapped !== 0).length,
+      smallAllocations: small,
+      largeAllocations: this.#live.size - small,
       internalFragmentation: this.#allocatedBytes === 0
         ? 0
         : 1 - counters.liveBytes / this.#allocatedBytes,
@@ -290,49 +255,38 @@ export class DebugHeap {
     });
   }
 
+  /** What `close` reports as leaks: the live blocks, and those a failed close already unmapped. */
+  leaks(): LiveAllocation[] {
+    return [...this.#leakedInClose, ...this.liveAllocations()]
+      .sort((a, b) => a.address - b.address);
+  }
+
   /**
-   * Lets every quarantined block go (for `trim()`), checking each as it leaves.
+   * Lets every quarantined block go (for `trim()`), checking each as it leaves: throws the first
+   * corruption found once all are out.
    *
    * @returns The bytes of guard-paged mappings unmapped.
    */
   drain(): number {
     const before = this.#guardedBytes;
-    this.#makeRoom(Infinity);
+    let damage: HeapCorruptionError | undefined;
+    while (this.#quarantine.size > 0) damage ??= this.#letOldestGo();
+    if (damage !== undefined) throw damage;
     return before - this.#guardedBytes;
   }
 
   /** Unmaps the guard-paged blocks (the heap's close unmaps the rest); throws `OsError` midway. */
   close(): void {
-    try {
-      for (const [page, block] of this.#guarded) {
-        this.#core.os.unmap(block.inner, block.mapped);
-        this.#guarded.delete(page);
-        this.#guardedBytes -= block.mapped;
-        this.#forget(block);
+    for (const [base, block] of this.#guarded) {
+      this.#core.os.unmap(base, block.mapped);
+      this.#guarded.delete(base);
+      this.#guardedBytes -= block.mapped;
+      this.#guardedChanges++;
+      if (this.#live.get(block.address) === block) {
+        this.#leakedInClose.push(...this.#allocationOf(block));
       }
-    } finally {
-      this.#compactQueue();
+      this.#forget(block);
     }
-  }
-
-  /** Drops the record of a block whose memory is gone (live or quarantined). */
-  #forget(block: DebugBlock): void {
-    if (this.#live.get(block.address) === block) {
-      this.#live.delete(block.address);
-      this.#counters.freed(block.size);
-      this.#allocatedBytes -= block.memory.byteLength;
-    } else if (this.#quarantined.get(block.address) === block) {
-      this.#quarantined.delete(block.address);
-      this.#queuedBytes -= block.memory.byteLength;
-    }
-  }
-
-  /** Rebuilds the queue from the blocks still quarantined, in their order. */
-  #compactQueue(): void {
-    this.#queue = this.#queue.slice(this.#head).filter((block) =>
-      this.#quarantined.get(block.address) === block
-    );
-    this.#head = 0;
   }
 
   /**
@@ -340,18 +294,20 @@ export class DebugHeap {
    * (`inner`: the heap's live inner blocks), so that no record points at unmapped memory.
    */
   forgetUnmapped(inner: Set<number>): void {
-    for (const block of [...this.#live.values(), ...this.#quarantined.values()]) {
+    for (const block of [...this.#live.values(), ...this.#quarantine.blocks()]) {
       if (block.mapped === 0 && !inner.has(block.inner)) this.#forget(block);
     }
-    this.#compactQueue();
   }
 
   // --- blocks -----------------------------------------------------------------------------------
 
   #allocate(size: number, zeroed: boolean): number {
     const { front, back, guard, alignment, fill, sites } = this.#config;
+    const large = front + size + back >= this.#core.config.threshold;
+    const guarded = (guard === "all" || (guard === "large" && large)) &&
+      this.#guarded.size < GUARDED_LIMIT;
     let block: DebugBlock;
-    if (guard === "all" || (guard === "large" && size >= this.#core.config.threshold)) {
+    if (guarded) {
       const mapping = mapGuarded(this.#core.os, size, front, alignment);
       block = {
         address: mapping.address,
@@ -363,12 +319,9 @@ export class DebugHeap {
         allocated: undefined,
         freed: undefined,
       };
-      this.#guarded.set(this.#pageOf(mapping.base), block);
+      this.#guarded.set(mapping.base, block);
       this.#guardedBytes += mapping.length;
-      this.#guardedPages = Math.max(
-        this.#guardedPages,
-        mapping.length / this.#core.config.pageSize,
-      );
+      this.#guardedChanges++;
     } else {
       const inner = this.#inner.malloc(front + size + back);
       block = {
@@ -382,16 +335,12 @@ export class DebugHeap {
         freed: undefined,
       };
     }
-    const { memory } = block;
-    memory.fill(DEBUG_FILL.redzone, 0, block.front);
-    memory.fill(DEBUG_FILL.redzone, block.front + size);
-    if (zeroed) memory.fill(0, block.front, block.front + size);
-    else if (fill) memory.fill(DEBUG_FILL.uninitialized, block.front, block.front + size);
+    prepare(block, zeroed, fill);
     if (sites) block.allocated = captureSite();
     this.#live.set(block.address, block);
-    this.#graveyard.delete(block.address);
+    this.#quarantine.reused(block.address);
     this.#counters.allocated(size);
-    this.#allocatedBytes += memory.byteLength;
+    this.#allocatedBytes += block.memory.byteLength;
     return block.address;
   }
 
@@ -401,122 +350,79 @@ export class DebugHeap {
     return address;
   }
 
-  /** Frees a checked live block into the quarantine (room made), or for real without one. */
+  /**
+   * Frees a checked live block: into the quarantine (room made first), or, without one or when it
+   * is larger than the whole budget, for real at once (its memory first: a refused `munmap` leaves
+   * the block live).
+   */
   #retire(block: DebugBlock): void {
+    const held = block.memory.byteLength <= this.#quarantine.budget;
+    if (!held) this.#release(block);
     this.#live.delete(block.address);
     this.#counters.freed(block.size);
     this.#allocatedBytes -= block.memory.byteLength;
     if (this.#config.sites) block.freed = captureSite();
-    if (this.#config.quarantine === 0) {
-      this.#release(block);
+    if (!held) {
+      this.#quarantine.remember(block);
       return;
     }
-    this.#body(block).fill(DEBUG_FILL.freed);
-    this.#queue.push(block);
-    this.#quarantined.set(block.address, block);
-    this.#queuedBytes += block.memory.byteLength;
+    bodyOf(block).fill(DEBUG_FILL.freed);
+    this.#quarantine.push(block);
   }
 
   /**
-   * Lets the oldest quarantined blocks go until `incoming` more bytes fit the budget, checking
-   * each: a changed one is freed all the same, and its `UseAfterFreeError` thrown.
+   * Lets the oldest quarantined blocks go until `block` fits the budget beside the rest, checking
+   * each: returns the first corruption found (its block freed all the same), to be thrown by the
+   * caller once its own work is done or instead of it.
    */
-  #makeRoom(incoming: number): void {
-    const budget = this.#config.quarantine;
-    while (this.#head < this.#queue.length && this.#queuedBytes + incoming > budget) {
-      const block = this.#queue[this.#head]!;
-      const offset = this.#changedWhileFreed(block);
-      this.#release(block); // may throw OsError: then the block stays first in the queue
-      this.#queue[this.#head++] = undefined!;
-      this.#quarantined.delete(block.address);
-      this.#queuedBytes -= block.memory.byteLength;
-      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
-      }
-      if (offset !== -1) throw this.#useAfterFree(block, offset, "left the quarantine");
-    }
+  #makeRoom(block: DebugBlock): HeapCorruptionError | undefined {
+    let damage: HeapCorruptionError | undefined;
+    while (this.#quarantine.full(block.memory.byteLength)) damage ??= this.#letOldestGo();
+    return damage;
   }
 
-  /** Gives a block's memory back to the heap or the OS, and remembers its address. */
+  /** The oldest quarantined block leaves: checked, then freed; its corruption, if any. */
+  #letOldestGo(): HeapCorruptionError | undefined {
+    const block = this.#quarantine.oldest()!;
+    const damage = freedDamage(block, "left the quarantine");
+    this.#release(block); // may throw OsError: the block then stays first in the quarantine
+    this.#quarantine.shift();
+    return damage;
+  }
+
+  /** Gives a block's memory back to the heap or the OS. */
   #release(block: DebugBlock): void {
     if (block.mapped === 0) this.#inner.free(block.inner);
     else {
       this.#core.os.unmap(block.inner, block.mapped);
-      this.#guarded.delete(this.#pageOf(block.inner));
+      this.#guarded.delete(block.inner);
       this.#guardedBytes -= block.mapped;
-    }
-    this.#graveyard.set(block.address, block);
-    if (this.#graveyard.size > GRAVEYARD) {
-      this.#graveyard.delete(this.#graveyard.keys().next().value!);
+      this.#guardedChanges++;
     }
   }
 
-  /** The block's own bytes in its memory. */
-  #body(block: DebugBlock): Uint8Array {
-    return block.memory.subarray(block.front, block.front + block.size);
+  /** Drops the record of a block whose memory is gone (live or quarantined). */
+  #forget(block: DebugBlock): void {
+    if (this.#live.get(block.address) === block) {
+      this.#live.delete(block.address);
+      this.#counters.freed(block.size);
+      this.#allocatedBytes -= block.memory.byteLength;
+    } else this.#quarantine.forget(block);
   }
 
-  /**
-   * Throws a `HeapOverflowError` when a redzone of `block` changed (filled again first, so that it
-   * is reported once). Its offset is the lowest changed byte's: negative before the block.
-   */
-  #checkZones(block: DebugBlock): void {
-    const { memory, front, size } = block;
-    const red = DEBUG_FILL.redzone;
-    let first = firstChanged(memory, 0, front, red);
-    let end = front; // the end of the zone that changed
-    if (first === -1) {
-      first = firstChanged(memory, front + size, memory.byteLength, red);
-      if (first === -1) return;
-      end = memory.byteLength;
-    }
-    let last = end - 1;
-    while (memory[last] === red) last--;
-    memory.fill(red, 0, front);
-    memory.fill(red, front + size);
-    const [from, to] = [first - front, last - front];
-    const count = to - from + 1;
-    const bytes = `${count} byte${count === 1 ? "" : "s"}`;
-    const where = from < 0 ? `${bytes} before its start` : `${bytes} past its end`;
-    const offsets = count === 1 ? `offset ${from}` : `offsets ${from} to ${to}`;
-    throw new HeapOverflowError(
-      `Cannot trust block ${hex(block.address)} (${size} bytes): ${where} were written ` +
-        `(${offsets})` + this.#sites(block),
-      block,
-      from,
-      sitesOf(block),
-    );
+  /** True for a block with whole pages of its own (guarded, or a large inner block). */
+  #isLarge(block: DebugBlock): boolean {
+    const { front, back } = this.#config;
+    return block.mapped !== 0 || front + block.size + back >= this.#core.config.threshold;
   }
 
-  /** The offset (from the block's address) of the first byte changed since `free`, or -1. */
-  #changedWhileFreed(block: DebugBlock): number {
-    const { memory, front, size } = block;
-    let at = firstChanged(memory, 0, front, DEBUG_FILL.redzone);
-    if (at === -1) at = firstChanged(memory, front, front + size, DEBUG_FILL.freed);
-    if (at === -1) at = firstChanged(memory, front + size, memory.byteLength, DEBUG_FILL.redzone);
-    return at === -1 ? -1 : at - front;
-  }
-
-  #repairFreed(block: DebugBlock): void {
-    block.memory.fill(DEBUG_FILL.redzone);
-    this.#body(block).fill(DEBUG_FILL.freed);
-  }
-
-  #useAfterFree(block: DebugBlock, offset: number, state: string): HeapCorruptionError {
-    return new UseAfterFreeError(
-      `Cannot trust freed block ${hex(block.address)} (${block.size} bytes): it was written ` +
-        `after free at offset ${offset}; it ${state}` + this.#sites(block),
-      block,
-      offset,
-      sitesOf(block),
-    );
-  }
-
-  #sites(block: DebugBlock): string {
-    const { allocatedAt, freedAt } = sitesOf(block);
-    const allocated = `\n  allocated at ${allocatedAt ?? "(sites off)"}`;
-    return freedAt === undefined ? allocated : `${allocated}\n  freed at ${freedAt}`;
+  #allocationOf(block: DebugBlock): LiveAllocation[] {
+    const site = siteOf(block.allocated);
+    return [
+      site === undefined
+        ? { address: block.address, size: block.size }
+        : { address: block.address, size: block.size, site },
+    ];
   }
 
   // --- finding blocks ---------------------------------------------------------------------------
@@ -526,57 +432,64 @@ export class DebugHeap {
     const block = this.#live.get(address);
     if (block !== undefined) return block;
     if (typeof address !== "number") throw notAnAddress(address, verb);
-    const freed = this.#quarantined.get(address) ?? this.#graveyard.get(address);
+    const freed = this.#quarantine.freedAt(address);
     if (freed !== undefined) {
       const message = `Cannot ${verb} ${hex(address)}: this block was already freed` +
-        this.#sites(freed);
+        sitesText(freed);
       throw isFreeing(verb)
         ? new DoubleFreeError(message, address, sitesOf(freed))
         : new InvalidAddressError(message, address);
     }
-    const holder = this.#holding(address);
-    const inside = holder === undefined
-      ? "it is not a block of this heap"
-      : `it is ${address - holder.address} bytes into the ${
-        this.#live.get(holder.address) === holder ? "" : "freed "
-      }block at ${hex(holder.address)} (${holder.size} bytes)${this.#sites(holder)}`;
-    const message = `Cannot ${verb} ${hex(address)}: ${inside}`;
+    const message = `Cannot ${verb} ${hex(address)}: ${this.#whereIs(address)}`;
     throw isFreeing(verb)
       ? new InvalidFreeError(message, address)
       : new InvalidAddressError(message, address);
   }
 
-  /** The live or quarantined block whose bytes hold `address`, or `undefined`. */
+  /** Where `address` lies, said for an error: in which block, or in which block's redzone. */
+  #whereIs(address: number): string {
+    const owner = this.#enclosing(address);
+    if (owner === undefined) return "it is not a block of this heap";
+    const state = this.#live.get(owner.address) === owner ? "" : "freed ";
+    const offset = address - owner.address;
+    const where = offset < 0
+      ? `in the redzone ${-offset} bytes before the ${state}block at ${hex(owner.address)}`
+      : offset >= owner.size
+      ? `in the redzone ${offset - owner.size} bytes after the ${state}block at ` +
+        hex(owner.address)
+      : `${offset} bytes into the ${state}block at ${hex(owner.address)}`;
+    return `it is ${where} (${owner.size} bytes)${sitesText(owner)}`;
+  }
+
+  /** The live or quarantined block whose own bytes hold `address`, or `undefined`. */
   #holding(address: number): DebugBlock | undefined {
-    if (!Number.isInteger(address)) return undefined;
-    const guarded = this.#guardedAt(address);
-    const start = guarded === undefined ? this.#core.startOf(address) : -1;
-    const block = guarded ??
-      (start < 0 ? undefined : (this.#live.get(start + this.#config.front) ??
-        this.#quarantined.get(start + this.#config.front)));
+    const block = this.#enclosing(address);
     return block !== undefined && address >= block.address && address < block.address + block.size
       ? block
       : undefined;
   }
 
-  /** The guard-paged block whose mapping holds `address`. */
-  #guardedAt(address: number): DebugBlock | undefined {
-    if (this.#guarded.size === 0) return undefined;
-    const page = this.#pageOf(address);
-    for (let p = page; p > page - this.#guardedPages; p--) {
-      const block = this.#guarded.get(p);
-      if (block !== undefined) return address < block.inner + block.mapped ? block : undefined;
+  /** The live or quarantined block whose memory (redzones too) holds `address`, or `undefined`. */
+  #enclosing(address: number): DebugBlock | undefined {
+    if (!Number.isInteger(address)) return undefined;
+    if (this.#guarded.size > 0) {
+      const base = this.#guardedStarts.find(address, this.#guardedSource, this.#guardedChanges);
+      if (base >= 0) return this.#guarded.get(base);
     }
-    return undefined;
+    const start = this.#core.startOf(address);
+    if (start < 0) return undefined;
+    const front = this.#config.front;
+    const block = this.#live.get(start + front) ?? this.#quarantine.get(start + front);
+    return block !== undefined && block.mapped === 0 ? block : undefined;
   }
 
-  #pageOf(address: number): number {
-    return Math.floor(address / this.#core.config.pageSize);
-  }
-
-  #open(operation: string): void {
-    checkOpen(this.#core.closed, operation);
-  }
+  /** The guarded mappings as `_block_starts.ts` reads them (the guard page counts). */
+  readonly #guardedSource = {
+    lengthOf: (base: number): number => this.#guarded.get(base)?.mapped ?? -1,
+    entries: (): [number, number][] =>
+      [...this.#guarded.values()].map((block): [number, number] => [block.inner, block.mapped])
+        .sort((a, b) => a[0] - b[0]),
+  };
 }
 
 /**

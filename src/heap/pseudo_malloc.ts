@@ -24,8 +24,9 @@
  * - `_low_memory.ts`: the window below 2^31 where arenas are mapped, so addresses stay small
  *   integers;
  * - `_inspect.ts`, `_heap_map.ts`: stats, validate, heapMap, liveAllocations;
- * - `_debug.ts` (with `_debug_zones.ts`, `_debug_guarded.ts`): debug mode's redzones, quarantine,
- *   guard pages, allocation sites and leak report; `_options.ts`: options checked.
+ * - `_debug.ts` (with `_debug_block.ts`, `_debug_quarantine.ts`, `_debug_guarded.ts`): debug mode's
+ *   redzones, quarantine, guard pages, allocation sites and leak report; `_options.ts`: options
+ *   checked.
  *
  * The fast paths follow the rules of `docs/hot_paths.md`: they read typed arrays held directly in
  * fields, compute in 32-bit integers (low addresses are below 2^31), make no object, and hand
@@ -75,7 +76,7 @@ export type {
 } from "./types.ts";
 export type { TypedArrayConstructor } from "../_views.ts";
 export { CACHE_DEPTH, CACHE_ORDER_BYTES } from "./_block_cache.ts";
-export { DEBUG_FILL } from "./_debug_zones.ts";
+export { DEBUG_FILL } from "./_debug_block.ts";
 
 /**
  * `CACHE_ORDER_BYTES`, as a constant of this module: TurboFan folds a module's own constant into
@@ -771,6 +772,7 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   check(): void {
+    checkOpen(this.#core.closed, "check");
     this.validate();
     this.#debug?.check();
   }
@@ -871,7 +873,7 @@ export class PseudoMalloc implements Allocator {
   close(): void {
     if (this.#core.closed) return;
     const debug = this.#debug;
-    const leaks = debug === undefined ? [] : debug.liveAllocations();
+    const leaks = debug === undefined ? [] : debug.leaks();
     // The OS may refuse half-way (OsError): the heap stays open, and what close unmapped is freed.
     // (In debug mode the guarded blocks go first; a refusal among them leaves the rest as it was.)
     debug?.close();

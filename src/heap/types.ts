@@ -96,16 +96,18 @@ export interface DebugOptions {
   redzone?: number;
   /**
    * Bytes of freed blocks (their whole inner blocks) held back before reuse; 0 reuses memory at
-   * once, as without debug. @default {16777216}
+   * once, as without debug. A block larger than this is freed at once (and still known as freed).
+   * @default {16777216}
    */
   quarantine?: number;
   /** Fill what `malloc` hands out with `0xcd`. @default {true} */
   fill?: boolean;
   /**
-   * `true`: each block of at least `mmapThreshold` bytes gets a mapping of its own that ends at a
-   * guard page (`mprotect(PROT_NONE)`); `"all"`: every block, small ones too (a page and two
-   * kernel mappings each: slow, and at most about 30,000 blocks under Linux's default
-   * `vm.max_map_count`); `false`: large blocks are served as without debug, with redzones.
+   * `true`: each block that reaches `mmapThreshold` with its redzones gets a mapping of its own
+   * that ends at a guard page (`mprotect(PROT_NONE)`); `"all"`: every block, small ones too (a
+   * page and two kernel mappings each: slow); `false`: large blocks are served as without debug,
+   * with redzones. At most 16,384 blocks are guarded at once (half of Linux's default
+   * `vm.max_map_count`: at the cap V8 itself aborts); past that, blocks get redzones only.
    * @default {true}
    */
   guardPages?: boolean | "all";
