@@ -7,6 +7,7 @@
 // address that is not a multiple of 4 is a `RangeError`, as a misaligned `int *` is undefined in C.
 
 import { hex } from "./errors.ts";
+import type { BlockInfo } from "./heap/types.ts";
 
 /** Any typed-array constructor (`Int32Array`, `Float64Array`, `BigUint64Array`, ...). */
 export type TypedArrayConstructor<T> = {
@@ -90,4 +91,28 @@ export function readCStringFrom(bytes: Uint8Array, address: number, maxLength?: 
       hex(address)
     }: no NUL in the ${bytes.byteLength} bytes to its block's end`,
   );
+}
+
+/** What `bytesAt` needs of an allocator: its lookup of interior addresses and its views. */
+export interface BlockSource {
+  blockOf(address: number): BlockInfo;
+  bytes(address: number, length?: number): Uint8Array;
+}
+
+/**
+ * `length` bytes (default: to the block's end) from `address`, inside the live block that
+ * `source.blockOf` finds; a `RangeError` when `length` is not a whole number of bytes that ends
+ * within the block (PseudoMalloc's message).
+ */
+export function bytesFrom(source: BlockSource, address: number, length?: number): Uint8Array {
+  const block = source.blockOf(address);
+  const offset = address - block.address;
+  const rest = block.size - offset;
+  if (length !== undefined && !(Number.isInteger(length) && length >= 0 && length <= rest)) {
+    throw new RangeError(
+      `Cannot view ${length} bytes at ${hex(address)}: ${rest} bytes are left to the end of ` +
+        `its block at ${hex(block.address)}`,
+    );
+  }
+  return source.bytes(block.address).subarray(offset, offset + (length ?? rest));
 }

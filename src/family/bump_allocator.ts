@@ -86,7 +86,8 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
 import { BumpPool } from "./_bump_pool.ts";
-import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { lookable, noBlock } from "./_block_access.ts";
+import { bytesFrom } from "../_views.ts";
 import { type BumpAllocatorOptions, type BumpStats, poolSize } from "./_bump_options.ts";
 
 export type { BumpAllocatorOptions, BumpStats };

@@ -75,7 +75,8 @@ import {
 import { checkCells, type Chunk, linkAt, mapChunk, rejection, relink } from "./_cell_chunks.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
-import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { lookable, noBlock } from "./_block_access.ts";
+import { bytesFrom } from "../_views.ts";
 
 export type { CellAllocatorOptions, CellStats };
 

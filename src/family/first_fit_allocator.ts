@@ -137,7 +137,8 @@ import { BlockHeap } from "./_first_fit_heap.ts";
 import { checkHeap, listBlocks, liveBlockAround } from "./_first_fit_inspect.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
-import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { lookable, noBlock } from "./_block_access.ts";
+import { bytesFrom } from "../_views.ts";
 import {
   chunkSizeOf,
   type FirstFitBlock,

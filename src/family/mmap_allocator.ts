@@ -60,7 +60,8 @@ import { libcOs } from "../../ffi/libc.ts";
 import { CountingOs } from "../../ffi/counting_os.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
-import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { lookable, noBlock } from "./_block_access.ts";
+import { bytesFrom } from "../_views.ts";
 import { BlockStarts } from "../_block_starts.ts";
 
 /**

@@ -127,7 +127,8 @@ import { CLASS_INDEX, SIZE_CLASSES } from "./_segregated_classes.ts";
 import { SegregatedHeap, WINDOW } from "./_segregated_heap.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
-import { bytesFrom, lookable, noBlock } from "./_block_access.ts";
+import { lookable, noBlock } from "./_block_access.ts";
+import { bytesFrom } from "../_views.ts";
 import { BlockStarts } from "../_block_starts.ts";
 
 export { DEFAULT_SPAN_CACHE_BYTES } from "./_segregated_options.ts";

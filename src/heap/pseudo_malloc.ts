@@ -57,6 +57,7 @@ import type {
   ScopedBlock,
 } from "./types.ts";
 import {
+  bytesFrom,
   cStringBytes,
   dataViewOf,
   readCStringFrom,
@@ -463,16 +464,7 @@ export class PseudoMalloc implements Allocator {
    * ```
    */
   bytesAt(address: number, length?: number): Uint8Array {
-    const block = this.blockOf(address);
-    const offset = address - block.address;
-    const rest = block.size - offset;
-    if (length !== undefined && !(Number.isInteger(length) && length >= 0 && length <= rest)) {
-      throw new RangeError(
-        `Cannot view ${length} bytes at ${hex(address)}: ${rest} bytes are left to the end of ` +
-          `its block at ${hex(block.address)}`,
-      );
-    }
-    return this.bytes(block.address).subarray(offset, offset + (length ?? rest));
+    return bytesFrom(this, address, length);
   }
 
   /**
