@@ -18,8 +18,9 @@
  * ```
  *
  * A `HeapCorruptionError` reports damage done earlier, by other code; the heap's own state is
- * intact. Each is reported once (the bytes are repaired first). `free` frees its block all the
- * same and throws after; `realloc`, `check()` and the others throw having done nothing else.
+ * intact. Each is reported once (the bytes are repaired as it is thrown). `free` frees its block
+ * all the same and throws after; `realloc` of a damaged block and `check()` throw having done
+ * nothing else; a second corruption found by one call is thrown by the next `free` or `check()`.
  *
  * Sizes that are not numbers throw the built-in `TypeError`; negative, fractional, non-finite or
  * impossibly large sizes throw the built-in `RangeError`.

@@ -589,3 +589,42 @@ function assertCaughtNoSites(fn: () => unknown, block: number, offset: number): 
     return true;
   });
 }
+
+// --- the second review's cases -----------------------------------------------------------------
+
+Deno.test("debug: a block too big for the quarantine skips it without emptying it", () => {
+  using heap = new PseudoMalloc({ debug: { quarantine: 4096, guardPages: false } });
+  for (let i = 0; i < 10; i++) heap.free(heap.malloc(16));
+  assert.equal(heap.stats().debug!.quarantinedBlocks, 10);
+  heap.free(heap.malloc(8000));
+  assert.equal(heap.stats().debug!.quarantinedBlocks, 10, "the small blocks are still watched");
+});
+
+Deno.test("debug: a free that finds two corruptions reports both, the second at the next check", () => {
+  using heap = new PseudoMalloc({ debug: { quarantine: 64, guardPages: false } });
+  const a = heap.malloc(16); // an inner block of 64 bytes: the whole quarantine
+  const stale = heap.bytes(a);
+  heap.free(a);
+  stale[2] = 0;
+  const b = heap.malloc(16);
+  libc.symbols.memset(heap.pointer(b), 0, 17n);
+  // free(b) finds b's overflow and, making room, a's use after free: b's first, a's next.
+  assertCaught(() => heap.free(b), HeapOverflowError, b, 16);
+  assertCaught(() => heap.check(), UseAfterFreeError, a, 2);
+  heap.check();
+  heap.validate();
+});
+
+Deno.test("debug: a use after free found by realloc's room-making waits for the next free; realloc succeeds", () => {
+  using heap = new PseudoMalloc({ debug: { quarantine: 64, guardPages: false } });
+  const a = heap.malloc(16);
+  const stale = heap.bytes(a);
+  heap.free(a);
+  stale[0] = 1;
+  const b = heap.malloc(16);
+  const moved = heap.realloc(b, 20); // lets a go: its damage is noted, the move goes on
+  assert.notEqual(moved, 0);
+  assert.equal(heap.usableSize(moved), 20);
+  assertCaught(() => heap.free(moved), UseAfterFreeError, a, 0);
+  assert.equal(heap.stats().liveAllocations, 0, "the free that reported it freed its block");
+});

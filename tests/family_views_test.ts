@@ -429,3 +429,19 @@ Deno.test("check() on every allocator of the family: the invariants, after work 
     assert.throws(() => allocator.check(), HeapClosedError, allocator.constructor.name);
   }
 });
+
+Deno.test("FirstFitAllocator.blockOf: a write past a block into its footer is reported, not followed", () => {
+  using heap = new FirstFitAllocator({ chunkSize: 1 << 16 });
+  heap.malloc(16);
+  heap.malloc(16);
+  const x = heap.malloc(2000);
+  const v = heap.malloc(100);
+  // x's payload holds what looks like a live block's header (200 granules, the used tag)...
+  const words = new Int32Array(heap.bytes(x).buffer, heap.bytes(x).byteOffset + 792, 2);
+  words[0] = 200;
+  words[1] = 0x5ea1_ed00;
+  // ...and C writes one byte past v's usable end, into its footer.
+  new Uint8Array(memoryView(v + heap.usableSize(v), 1))[0] = 84;
+  assert.throws(() => heap.blockOf(x + 820), /the heap is corrupt around it/);
+  assert.throws(() => heap.validate());
+});

@@ -438,3 +438,30 @@ Deno.test("PseudoMalloc (debug): a close retried after a failed munmap still rep
   heap.close();
   assert.deepEqual(leaks.sort((a, b) => a - b), [77, 9000]);
 });
+
+Deno.test("PseudoMalloc (debug, no quarantine): a realloc whose old block's munmap fails keeps only the old block", () => {
+  const os = new FaultyOs();
+  using heap = new PseudoMalloc({ os, debug: { quarantine: 0 }, onLeaks: () => {} });
+  const patterns = new Patterns(heap);
+  const a = patterns.add(heap.malloc(100_000), 100_000);
+  os.fail("unmap"); // the old block's, after the move's copy
+  assert.throws(() => heap.realloc(a, 200_000), OsError);
+  heap.validate();
+  patterns.check(); // the old block only, intact
+  const moved = heap.realloc(a, 200_000);
+  patterns.remove(a);
+  patterns.add(moved, 200_000);
+  patterns.check();
+});
+
+Deno.test("PseudoMalloc (debug): damage found before a refused munmap is still reported after", () => {
+  const os = new FaultyOs();
+  using heap = new PseudoMalloc({ os, debug: { quarantine: 0 }, onLeaks: () => {} });
+  const a = heap.malloc(20_000); // guarded
+  new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(heap.pointer(a - 1)!, 1))[0] = 0;
+  os.fail("unmap");
+  assert.throws(() => heap.free(a), OsError);
+  assert.throws(() => heap.check(), /written before its start at offset -1/);
+  heap.free(a);
+  heap.validate();
+});

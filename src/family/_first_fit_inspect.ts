@@ -281,9 +281,13 @@ export function liveBlockAround(chunk: Chunk, address: number): BlockInfo {
   let low = 0;
   let high = chunk.end;
   let g = -1;
+  // Each step checks the boundary tag at the block's other end too (the same size and tag), so that
+  // a write past a block into a footer or header stops the walk instead of misleading it.
   while (low < high) {
     const size = w[4 * low + 2]!;
+    const tag = w[4 * low + 3]!;
     if (!(size >= 2 && low + size <= high)) break; // a broken header: g stays -1
+    if (w[4 * (low + size)] !== size || w[4 * (low + size) + 1] !== tag) break;
     if (offset < GRANULE * (low + size) + HEADER_SIZE) {
       g = low;
       break;
@@ -291,6 +295,7 @@ export function liveBlockAround(chunk: Chunk, address: number): BlockInfo {
     low += size;
     const back = w[4 * high]!; // the footer of the block that ends at `high`
     if (!(back >= 2 && high - back >= low)) break;
+    if (w[4 * (high - back) + 2] !== back || w[4 * (high - back) + 3] !== w[4 * high + 1]) break;
     high -= back;
     if (offset >= GRANULE * high + HEADER_SIZE) {
       g = high;

@@ -26,12 +26,14 @@
 // without debug pays nothing on its fast paths; the prototype's other methods (`blockOf`, `stats`,
 // `validate`, `check`, `liveAllocations`, `trim`, `close`) ask the heap's `DebugHeap`.
 //
-// Errors: a corruption is reported once: what reports it repairs it first (the redzone filled
-// again, the poison put back, or the block leaving the quarantine freed). `free` always frees: a
+// Errors: a corruption is reported once: its bytes are repaired when its error is sure to be
+// thrown (an `munmap` that fails first leaves the damage to be found again). `free` always frees: a
 // corruption it finds, in its block or in one it lets out of the quarantine, is thrown once the
-// block is freed, so that C code, which never retries a free, leaks nothing. `realloc` throws
-// before it moves anything (a C caller sees NULL and keeps its block). Every other error, an
-// `OsError` included, is thrown before anything changes.
+// block is freed, so that C code, which never retries a free, leaks nothing; a second one found by
+// the same call waits in `#pending` for the next `free`, `check()` or `trim()`. `realloc` throws
+// before it moves anything when its own block is damaged (a C caller sees NULL and keeps its
+// block); damage it finds in blocks leaving the quarantine waits in `#pending` too. Every other
+// error, an `OsError` included, is thrown before anything changes.
 
 import type { Allocator } from "../allocator.ts";
 import { BlockStarts } from "../_block_starts.ts";
@@ -53,6 +55,8 @@ import {
   type DebugBlock,
   freedDamage,
   prepare,
+  repairFreed,
+  repairZones,
   siteOf,
   sitesOf,
   sitesText,
@@ -88,6 +92,8 @@ export class DebugHeap {
   readonly #guardedStarts: BlockStarts;
   readonly #counters = new Counters();
   #allocatedBytes = 0;
+  /** Corruptions found and not reported yet, oldest first (see `#throwPending`). */
+  readonly #pending: HeapCorruptionError[] = [];
   /** Live guarded blocks a `close` that failed half-way unmapped: still leaks to report. */
   readonly #leakedInClose: LiveAllocation[] = [];
 
@@ -126,14 +132,25 @@ export class DebugHeap {
       return 0;
     }
     const block = this.#liveBlock(address, "reallocate");
-    const damage = zoneDamage(block) ?? this.#makeRoom(block);
-    if (damage !== undefined) throw damage;
+    const damage = zoneDamage(block);
+    if (damage !== undefined) {
+      repairZones(block);
+      throw damage;
+    }
+    // Room first; what leaves damaged is reported by the next free or check (C sees the realloc
+    // succeed: it did nothing wrong here).
+    this.#makeRoom(block);
     // Always moves, as Electric Fence does: a pointer kept to the old block is then stale at once,
     // and the old block waits in the quarantine where a write through it is found.
     const moved = this.#allocate(size, false);
-    const kept = Math.min(size, block.size);
-    bodyOf(this.#live.get(moved)!).set(bodyOf(block).subarray(0, kept));
-    this.#retire(block);
+    const fresh = this.#live.get(moved)!;
+    bodyOf(fresh).set(bodyOf(block).subarray(0, Math.min(size, block.size)));
+    try {
+      this.#retire(block);
+    } catch (error) {
+      this.#undo(fresh); // munmap refused: the old block stays, the new one goes
+      throw error;
+    }
     return this.#peaks(moved);
   }
 
@@ -142,9 +159,13 @@ export class DebugHeap {
     if (address === 0) return;
     const block = this.#liveBlock(address, "free");
     const damage = zoneDamage(block);
-    const left = this.#makeRoom(block);
-    this.#retire(block);
-    if (damage !== undefined || left !== undefined) throw damage ?? left;
+    this.#makeRoom(block);
+    this.#retire(block); // may throw OsError: then nothing changed, the damage not reported yet
+    if (damage !== undefined) {
+      if (this.#quarantine.get(address) === block) repairZones(block);
+      this.#pending.unshift(damage); // its own block's first, then what it let out of quarantine
+    }
+    this.#throwPending();
   }
 
   usableSize(address: number): number {
@@ -170,13 +191,20 @@ export class DebugHeap {
 
   /** Every live block's redzones, then every quarantined block's bytes; throws the first damage. */
   check(): void {
+    this.#throwPending();
     for (const block of this.#live.values()) {
       const damage = zoneDamage(block);
-      if (damage !== undefined) throw damage;
+      if (damage !== undefined) {
+        repairZones(block);
+        throw damage;
+      }
     }
     for (const block of this.#quarantine.blocks()) {
       const damage = freedDamage(block, "is in the quarantine");
-      if (damage !== undefined) throw damage;
+      if (damage !== undefined) {
+        repairFreed(block);
+        throw damage;
+      }
     }
   }
 
@@ -269,10 +297,10 @@ export class DebugHeap {
    */
   drain(): number {
     const before = this.#guardedBytes;
-    let damage: HeapCorruptionError | undefined;
-    while (this.#quarantine.size > 0) damage ??= this.#letOldestGo();
-    if (damage !== undefined) throw damage;
-    return before - this.#guardedBytes;
+    while (this.#quarantine.size > 0) this.#letOldestGo();
+    const released = before - this.#guardedBytes;
+    this.#throwPending();
+    return released;
   }
 
   /** Unmaps the guard-paged blocks (the heap's close unmaps the rest); throws `OsError` midway. */
@@ -371,23 +399,44 @@ export class DebugHeap {
   }
 
   /**
-   * Lets the oldest quarantined blocks go until `block` fits the budget beside the rest, checking
-   * each: returns the first corruption found (its block freed all the same), to be thrown by the
-   * caller once its own work is done or instead of it.
+   * Lets the oldest quarantined blocks go until `block` fits the budget beside the rest (not for a
+   * block larger than the whole budget: it skips the quarantine), each checked as it leaves.
    */
-  #makeRoom(block: DebugBlock): HeapCorruptionError | undefined {
-    let damage: HeapCorruptionError | undefined;
-    while (this.#quarantine.full(block.memory.byteLength)) damage ??= this.#letOldestGo();
-    return damage;
+  #makeRoom(block: DebugBlock): void {
+    const bytes = block.memory.byteLength;
+    if (bytes > this.#quarantine.budget) return;
+    while (this.#quarantine.full(bytes)) this.#letOldestGo();
   }
 
-  /** The oldest quarantined block leaves: checked, then freed; its corruption, if any. */
-  #letOldestGo(): HeapCorruptionError | undefined {
+  /**
+   * The oldest quarantined block leaves: checked, then freed; a corruption found is queued in
+   * `#pending` once the block is gone (an `OsError` leaves the block first in the quarantine, its
+   * damage still there to be found).
+   */
+  #letOldestGo(): void {
     const block = this.#quarantine.oldest()!;
     const damage = freedDamage(block, "left the quarantine");
-    this.#release(block); // may throw OsError: the block then stays first in the quarantine
+    this.#release(block);
     this.#quarantine.shift();
-    return damage;
+    if (damage !== undefined) this.#pending.push(damage);
+  }
+
+  /**
+   * Throws the first corruption found and not yet reported (the others wait for the next `free`,
+   * `check()` or `trim()`): a call that finds two reports both, one after the other.
+   */
+  #throwPending(): void {
+    const damage = this.#pending.shift();
+    if (damage !== undefined) throw damage;
+  }
+
+  /** Takes back a block `realloc` had just made, when the move could not finish. */
+  #undo(block: DebugBlock): void {
+    this.#release(block);
+    this.#live.delete(block.address);
+    this.#counters.totalAllocations--;
+    this.#counters.liveBytes -= block.size;
+    this.#allocatedBytes -= block.memory.byteLength;
   }
 
   /** Gives a block's memory back to the heap or the OS. */

@@ -108,9 +108,9 @@ export function prepare(block: DebugBlock, zeroed: boolean, fill: boolean): void
 }
 
 /**
- * The `HeapOverflowError` for `block` when a redzone changed, else `undefined`. The redzones are
- * filled again, so that the damage is reported once. The offset is the lowest changed byte's
- * (negative before the block); the message gives the extent on each side that changed.
+ * The `HeapOverflowError` for `block` when a redzone changed, else `undefined`. Nothing is
+ * repaired here (`repairZones` does it once the error is sure to be reported). The offset is the
+ * lowest changed byte's (negative before the block); the message gives the extent on each side.
  */
 export function zoneDamage(block: DebugBlock): HeapOverflowError | undefined {
   const { memory, front, size } = block;
@@ -122,14 +122,12 @@ export function zoneDamage(block: DebugBlock): HeapOverflowError | undefined {
     const last = lastChanged(memory, before, front, red);
     parts.push(`before its start at ${offsets(before - front, last - front)}`);
     offset = before - front;
-    memory.fill(red, 0, front);
   }
   const after = firstChanged(memory, front + size, memory.byteLength, red);
   if (after !== -1) {
     const last = lastChanged(memory, after, memory.byteLength, red);
     parts.push(`past its end at ${offsets(after - front, last - front)}`);
     if (before === -1) offset = after - front;
-    memory.fill(red, front + size);
   }
   if (parts.length === 0) return undefined;
   return new HeapOverflowError(
@@ -146,10 +144,22 @@ function offsets(from: number, to: number): string {
   return from === to ? `offset ${from}` : `offsets ${from} to ${to}`;
 }
 
+/** Fills `block`'s redzones again, after their damage was reported. */
+export function repairZones(block: DebugBlock): void {
+  block.memory.fill(DEBUG_FILL.redzone, 0, block.front);
+  block.memory.fill(DEBUG_FILL.redzone, block.front + block.size);
+}
+
+/** Fills a quarantined `block`'s memory again (redzones and poison), after its damage was reported. */
+export function repairFreed(block: DebugBlock): void {
+  block.memory.fill(DEBUG_FILL.redzone);
+  bodyOf(block).fill(DEBUG_FILL.freed);
+}
+
 /**
  * The `UseAfterFreeError` for a quarantined `block` when a byte of its memory changed since it
- * was freed (its redzones count), else `undefined`. `state` says where the block is now. The
- * poison is put back, so that the damage is reported once.
+ * was freed (its redzones count), else `undefined`. `state` says where the block is now. Nothing
+ * is repaired here (`repairFreed`).
  */
 export function freedDamage(block: DebugBlock, state: string): UseAfterFreeError | undefined {
   const { memory, front, size } = block;
@@ -157,8 +167,6 @@ export function freedDamage(block: DebugBlock, state: string): UseAfterFreeError
   if (at === -1) at = firstChanged(memory, front, front + size, DEBUG_FILL.freed);
   if (at === -1) at = firstChanged(memory, front + size, memory.byteLength, DEBUG_FILL.redzone);
   if (at === -1) return undefined;
-  memory.fill(DEBUG_FILL.redzone);
-  bodyOf(block).fill(DEBUG_FILL.freed);
   const offset = at - front;
   return new UseAfterFreeError(
     `Cannot trust freed block ${hex(block.address)} (${size} bytes): it was written after free ` +
