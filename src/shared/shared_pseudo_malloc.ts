@@ -969,12 +969,17 @@ export class SharedPseudoMalloc implements Allocator {
         message = aligned ? "no arena of this heap holds it" : "it is not a block's start";
       } else {
         const leaf = leafAt(v, offset);
-        double = leaf.start === offset && this.#tags[offset >>> this.#minShift] === 0;
+        const tag = this.#tags[leaf.start >>> this.#minShift];
+        // Inside a free or a cached block: freed already (perhaps merged since). Inside a live one:
+        // an interior address.
+        double = !leaf.used || tag === 0;
+        const size = v.geometry.minBlockSize << leaf.order;
+        const at = hex(this.#base + leaf.start);
         message = double
-          ? "the block is already free"
-          : `it is inside the ${v.geometry.minBlockSize << leaf.order}-byte block at ${
-            hex(this.#base + leaf.start)
-          }`;
+          ? leaf.start === offset
+            ? "the block is already free"
+            : `the block is already free (it is inside the free ${size}-byte block at ${at})`
+          : `it is inside the live ${size}-byte block at ${at}`;
       }
     } finally {
       unlock(this.#words);
