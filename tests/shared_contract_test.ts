@@ -2,11 +2,28 @@
 // (whose close() detaches it), so that every path runs through a slot other than the creator's.
 import assert from "node:assert/strict";
 import { contractSuite } from "./_contract.ts";
-import { SharedPseudoMalloc } from "../src/shared/shared_pseudo_malloc.ts";
-import { HeapClosedError } from "../mod.ts";
+import { HeapClosedError, SharedPseudoMalloc } from "../mod.ts";
 
 const caps = { detectsDoubleFree: true, detectsInvalidFree: true, reusesMemory: true };
 contractSuite("SharedPseudoMalloc", () => new SharedPseudoMalloc(), caps);
+
+/** An attachment whose close() detaches it and closes its creator (methods bound to it). */
+function attachment(): SharedPseudoMalloc {
+  const creator = new SharedPseudoMalloc();
+  const attached = SharedPseudoMalloc.attach(creator.handle);
+  const close = () => {
+    attached.close();
+    creator.close();
+  };
+  return new Proxy(attached, {
+    get(target, key) {
+      if (key === "close" || key === Symbol.dispose) return close;
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+contractSuite("SharedPseudoMalloc attachment", attachment, caps);
 
 Deno.test("SharedPseudoMalloc: a closed creator makes its attachments throw HeapClosedError", () => {
   const heap = new SharedPseudoMalloc();

@@ -62,8 +62,9 @@ export interface SharedHeapStats extends AllocatorStats {
   maxArenas: number;
   /** Whether the arenas lie below 2^31 (addresses are small integers). */
   lowAddresses: boolean;
-  /** Live small and large blocks. */
+  /** Live small blocks. */
   smallAllocations: number;
+  /** Live large blocks (a mapping each). */
   largeAllocations: number;
   /** Bytes of freed small blocks in every attachment's cache. */
   smallCachedBytes: number;

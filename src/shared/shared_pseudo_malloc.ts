@@ -68,7 +68,7 @@
  */
 
 import type { Allocator } from "../allocator.ts";
-import { CountingOs, type SystemCalls } from "../../ffi/counting_os.ts";
+import { CountingOs } from "../../ffi/counting_os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import type { Os } from "../../ffi/os.ts";
 import { notAnAddress, reallocEdge } from "../_checks.ts";
@@ -695,7 +695,7 @@ export class SharedPseudoMalloc implements Allocator {
    * using heap = new SharedPseudoMalloc();
    * const lost = SharedPseudoMalloc.attach(heap.handle); // as if its worker were terminated
    * lost.free(lost.malloc(64));
-   * assert.equal(heap.reclaim(lost.id), 64);
+   * assert.ok(heap.reclaim(lost.id) >= 64); // its cache: the block and the ones it took ahead
    * ```
    */
   reclaim(id: number): number {
@@ -1062,5 +1062,3 @@ export class SharedPseudoMalloc implements Allocator {
     }
   }
 }
-
-export type { SystemCalls };
