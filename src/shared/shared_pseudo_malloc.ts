@@ -779,7 +779,10 @@ export class SharedPseudoMalloc implements Allocator {
   // --- below the fast paths ----------------------------------------------------------------------
 
   #isClosed(): boolean {
-    return this.#gone || Atomics.load(this.#words, W_CLOSED) !== 0;
+    if (this.#gone) return true;
+    if (Atomics.load(this.#words, W_CLOSED) === 0) return false;
+    this.#leave(); // the creator closed the heap: let go of it
+    return true;
   }
 
   #checkOpen(operation: string): void {
