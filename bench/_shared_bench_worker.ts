@@ -3,7 +3,8 @@
 // (malloc(64) + free) and "churn" (free live block indices[k], allocate sizes[k] in its place, with
 // CHURN_LIVE blocks live; bench/_workloads.ts). Allocators: an attachment of a SharedPseudoMalloc
 // ("shared"), a PseudoMalloc of the worker's own ("pseudo"), libc's malloc/free through FFI
-// ("libc"). One allocator per worker, so the loops stay monomorphic.
+// ("libc"), or a SharedPseudoMalloc of the worker's own ("own": the control for what sharing
+// costs). One allocator per worker, so the loops stay monomorphic.
 /// <reference lib="deno.worker" />
 
 import { PseudoMalloc, SharedPseudoMalloc } from "../mod.ts";
@@ -11,7 +12,7 @@ import { libcMalloc } from "../ffi/libc_malloc.ts";
 import { generate, PAIR_SIZE, type Peer, runChurn, runPairs } from "./_workloads.ts";
 
 interface Task {
-  kind: "shared" | "pseudo" | "libc";
+  kind: "shared" | "own" | "pseudo" | "libc";
   workload: "pair" | "churn";
   handle: SharedPseudoMalloc["handle"];
   steps: number;
@@ -67,6 +68,10 @@ self.onmessage = (event: MessageEvent<Task>) => {
     );
   } else if (kind === "pseudo") {
     const heap = new PseudoMalloc();
+    elapsed = measure(heap, workload, numbers, data.churnSizes.numbers, PAIR_SIZE, steps, words);
+    heap.close();
+  } else if (kind === "own") {
+    const heap = new SharedPseudoMalloc();
     elapsed = measure(heap, workload, numbers, data.churnSizes.numbers, PAIR_SIZE, steps, words);
     heap.close();
   } else {

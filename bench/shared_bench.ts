@@ -3,6 +3,8 @@
 //   churn (goal: at most 1.5x);
 // - two workers at once on one shared heap, aggregate churn throughput against one worker's
 //   (goal: at least 1.6x on two cores);
+// - the same two workers with a SharedPseudoMalloc each (what sharing costs), and libc's own
+//   scaling from one worker to two (what the machine gives);
 // - per churn step, two workers on the shared heap against two workers calling libc's malloc/free
 //   through FFI (goal: at most libc's).
 //
@@ -21,7 +23,7 @@ const PAIRS = 10_000_000;
 const STEPS = 4_000_000;
 const ROUNDS = 5;
 
-type Kind = "shared" | "pseudo" | "libc";
+type Kind = "shared" | "own" | "pseudo" | "libc";
 
 async function run(kind: Kind, workload: "pair" | "churn", count: number, workers: number) {
   const heap = kind === "shared" ? new SharedPseudoMalloc() : undefined;
@@ -74,6 +76,8 @@ async function child(): Promise<Record<string, number>> {
     note("churn: shared / PseudoMalloc", one.perOp / pseudoChurn.perOp);
     const two = await run("shared", "churn", 0, 2);
     note("churn: 2 workers / 1 worker throughput", two.throughput / one.throughput);
+    const own = await run("own", "churn", 0, 2);
+    note("churn: 2 workers, a heap each / 1 worker", own.throughput / one.throughput);
     const libc = await run("libc", "churn", 0, 2);
     const libcOne = await run("libc", "churn", 0, 1);
     note("churn: libc 2 workers / 1 worker throughput", libc.throughput / libcOne.throughput);
