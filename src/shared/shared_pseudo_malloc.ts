@@ -24,13 +24,13 @@
  * Three kinds of words:
  * - **Only under the lock**, read and written plainly: the free-list heads and the links inside
  *   free blocks, the bitmaps, the large table, the central counters (`F_*` of the header but
- *   `F_REGION`...`F_LARGE_BYTES`, written once before the heap is published). The lock is taken with
- *   `Atomics.compareExchange` and released with `Atomics.store`, both sequentially consistent: every
- *   plain write made under the lock happens before every read made under it later (ECMAScript's
- *   memory model gives synchronizes-with for atomics on the same location; V8 emits `lock cmpxchg`
- *   and `xchg`/`mov+mfence` on x86-64, `ldaxr`/`stlxr` or LSE `casal`/`swpal` and `stlr` on arm64,
- *   which order every earlier plain store before the release and every later load after the
- *   acquire).
+ *   `F_REGION`...`F_LARGE_BYTES`, written once before the heap is published). The lock is taken
+ *   with `Atomics.compareExchange` and released with `Atomics.store`, both sequentially
+ *   consistent: every plain write made under the lock happens before every read made under it
+ *   later (ECMAScript's memory model: atomics on one location synchronize). V8 implements them as sequentially consistent operations of the CPU: `lock
+ *   cmpxchg` and `xchg` on x86-64; on arm64 the C++ mapping of seq_cst (`ldaxr`/`stlxr` or LSE
+ *   `casal`, `stlr`), which orders every earlier plain store before the release and every later
+ *   load after the acquire (stated from that mapping, not from a run on arm64).
  * - **Only by their attachment**, plainly: a slot's stack depths, its stacks and its counters.
  *   Another attachment reads them only in `stats()`, `validate()`, `heapMap()` (a snapshot, exact
  *   when the others are between calls and their last call happened before, e.g. by a message) and
@@ -44,9 +44,10 @@
  *
  * What the program must keep (as in C): a block is used and freed by one worker at a time, with a
  * happens-before edge (a message, an atomic) between its uses in two workers. A free racing with a
- * use is the program's bug; only two frees racing are detected. Tested on x86-64 (TSO); on arm64 the
- * argument rests on V8 compiling `Atomics` to acquire/release instructions, which it does, but it
- * has not been run there.
+ * use is the program's bug; only two frees racing are detected. Tested on x86-64 only (TSO, where
+ * plain stores are not reordered with each other); on arm64 the argument rests on V8's atomics
+ * being acquire/release barriers as above, and on the program's happens-before edges: the snapshot
+ * reads of other slots (stats, validate) can see their stores out of order there.
  *
  * ## Closing and terminated workers
  *
