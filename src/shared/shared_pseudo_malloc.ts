@@ -27,10 +27,11 @@
  *   `F_REGION`...`F_LARGE_BYTES`, written once before the heap is published). The lock is taken
  *   with `Atomics.compareExchange` and released with `Atomics.store`, both sequentially
  *   consistent: every plain write made under the lock happens before every read made under it
- *   later (ECMAScript's memory model: atomics on one location synchronize). V8 implements them as sequentially consistent operations of the CPU: `lock
- *   cmpxchg` and `xchg` on x86-64; on arm64 the C++ mapping of seq_cst (`ldaxr`/`stlxr` or LSE
- *   `casal`, `stlr`), which orders every earlier plain store before the release and every later
- *   load after the acquire (stated from that mapping, not from a run on arm64).
+ *   later (ECMAScript's memory model: atomics on one location synchronize). V8 implements them
+ *   as sequentially consistent operations of the CPU: `lock cmpxchg` and `xchg` on x86-64; on
+ *   arm64 the C++ mapping of seq_cst (`ldaxr`/`stlxr` or LSE `casal`, `stlr`), which orders every
+ *   earlier plain store before the release and every later load after the acquire (stated from
+ *   that mapping, not from a run on arm64).
  * - **Only by their attachment**, plainly: a slot's stack depths, its stacks and its counters.
  *   Another attachment reads them only in `stats()`, `validate()`, `heapMap()` (a snapshot, exact
  *   when the others are between calls and their last call happened before, e.g. by a message) and
