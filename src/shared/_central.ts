@@ -170,7 +170,7 @@ export function freeBlock(v: Views, offset: number, order: number): void {
   v.floats[F_BUDDY_USED]! -= g.minBlockSize << order;
 }
 
-/** The leaf of the block tree holding `offset`: a block's start, order, and whether it is in use. */
+/** The leaf of the block tree holding an offset: its start, its order, whether it is in use. */
 export interface Leaf {
   start: number;
   order: number;

@@ -58,7 +58,7 @@ export const W_HEADS = 32;
 /** Most orders: arenas up to 2^31 bytes of blocks at least 8 bytes. */
 export const MAX_ORDERS = 29;
 
-// --- header: float64 words (byte offset 512) ------------------------------------------------------
+// --- header: float64 words (byte offset 512) -------------------------------------------------
 export const F_BYTE = 512;
 export const F_REGION = 0;
 export const F_TAGS = 1;
