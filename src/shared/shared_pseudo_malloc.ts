@@ -893,7 +893,7 @@ export class SharedPseudoMalloc implements Allocator {
     return address;
   }
 
-  /** A small block whose tag this attachment took (now 0): into its cache, or half the stack out. */
+  /** A block whose tag this attachment took (now 0): into its cache, or half the stack out. */
   #releaseSmall(offset: number, order: number, size: number): void {
     const ctr = this.#ctr;
     ctr[SF_FREES]!++;
