@@ -35,23 +35,37 @@ import {
 /** A private word to sleep on with `Atomics.wait` (allowed on a SharedArrayBuffer) as back-off. */
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
+/** Milliseconds a waiter sleeps on a held lock before it gives up. */
+const PATIENCE = 1000;
+
 /**
  * Takes the spin lock for attachment `me` (slot + 1): a compare-and-swap of 0 to `me`; while held,
  * spins on an atomic load, 1, 2, 4, ... up to 1024 loads between tries, then sleeps 20 µs between
  * tries (`Atomics.wait` on a private SharedArrayBuffer: it cannot wait on the heap's memory, which
- * is not a SharedArrayBuffer).
+ * is not a SharedArrayBuffer). After a second of sleeps (a lock is held for microseconds) it throws,
+ * naming the holder, rather than hang on a lock a terminated worker left held.
  *
  * @param words The header's words.
  * @param me The taker's slot + 1.
- * @param operation The public method, for the error when the heap broke meanwhile.
+ * @param operation The public method, for the errors.
  */
 export function lock(words: Int32Array, me: number, operation: string): void {
   if (Atomics.compareExchange(words, W_LOCK, 0, me) === 0) return;
   let spins = 1;
+  let since = -1;
   for (;;) {
     if (spins > 1024) {
       Atomics.wait(sleeper, 0, 0, 0.02);
       if (Atomics.load(words, W_BROKEN) !== 0) throw brokenError(operation);
+      const now = performance.now();
+      if (since < 0) since = now;
+      else if (now - since > PATIENCE) {
+        const holder = Atomics.load(words, W_LOCK) - 1;
+        throw new Error(
+          `Cannot ${operation}: the heap's lock has been held by attachment ${holder} for over a ` +
+            `second; if its worker was terminated, call reclaim(${holder}) from another attachment`,
+        );
+      }
     } else {
       for (let i = 0; i < spins && Atomics.load(words, W_LOCK) !== 0; i++);
       spins <<= 1;

@@ -61,7 +61,8 @@
  * A worker terminated between calls leaves its slot consistent: `reclaim(id)` (from any other
  * attachment, once the worker is gone) returns its cached blocks to the buddies and frees its slot;
  * its live blocks stay live (whoever holds their addresses frees them). Terminated inside a call:
- * if it held the lock, `reclaim` takes the lock over and validates the central state; when that
+ * if it held the lock, every other slow path waits for it and gives up after a second with an
+ * error naming it; `reclaim` takes the lock over and validates the central state; when that
  * fails the heap is marked broken and every call throws `HeapClosedError`. Otherwise the call's own
  * block may be lost (taken from the cache but not tagged, or untagged but not cached): `validate()`
  * then reports it. Nothing else can be half-done, since a slot is only written by its owner.
