@@ -75,14 +75,7 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import type { Os } from "../../ffi/os.ts";
 import { notAnAddress, reallocEdge } from "../_checks.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  InvalidFreeError,
-  OutOfMemoryError,
-} from "../errors.ts";
+import { HeapClosedError, hex, OutOfMemoryError } from "../errors.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import {
   allocBlock,
@@ -91,22 +84,17 @@ import {
   forgetRecent,
   freeBlock,
   insertLarge,
-  isRecent,
-  leafAt,
   lock,
   noteRecent,
   removeLarge,
   unlock,
 } from "./_central.ts";
 import { createHeap, type SharedPseudoMallocOptions, teardown } from "./_create.ts";
+import { flushSlot, rejectLarge, rejectSmall, retireSlot } from "./_slots.ts";
 import {
   F_LARGE_MAPPED,
   F_PEAK_LIVE,
   F_PEAK_MAPPED,
-  F_RETIRED_ALLOCS,
-  F_RETIRED_CALLS,
-  F_RETIRED_FREES,
-  F_RETIRED_LIVE,
   HEADER_BYTES,
   LARGE_RECORD,
   MAGIC,
@@ -455,7 +443,7 @@ export class SharedPseudoMalloc implements Allocator {
     if (offset >= 0 && offset < this.#regionBytes) {
       const index = offset >>> this.#minShift;
       const tag = index << this.#minShift === offset ? Atomics.exchange(this.#tags, index, 0) : 0;
-      if (tag === 0) throw this.#smallRejection(address, "reallocate");
+      if (tag === 0) throw rejectSmall(this.#v, this.#me, address, "reallocate");
       const old = tag - 1;
       const order = this.#orderOf(old);
       if (size < this.#smallLimit && this.#orderOf(size) === order) {
@@ -489,7 +477,7 @@ export class SharedPseudoMalloc implements Allocator {
       return address;
     }
     unlock(this.#words);
-    if (record < 0) throw this.#largeRejection(address, "reallocate");
+    if (record < 0) throw rejectLarge(this.#v, this.#me, address, "reallocate");
     const moved = this.malloc(size);
     const kept = Math.min(length, this.usableSize(moved));
     this.bytes(moved, kept).set(new Uint8Array(this.#os.view(address, kept)));
@@ -567,14 +555,14 @@ export class SharedPseudoMalloc implements Allocator {
     if (offset >= 0 && offset < this.#regionBytes) {
       const index = offset >>> this.#minShift;
       const tag = index << this.#minShift === offset ? this.#tags[index]! : 0;
-      if (tag === 0) throw this.#smallRejection(address, "find the size of");
+      if (tag === 0) throw rejectSmall(this.#v, this.#me, address, "find the size of");
       return this.#minBlockSize << this.#orderOf(tag - 1);
     }
     lock(this.#words, this.#me, "usableSize");
     const record = findLarge(this.#v, address);
     const length = record < 0 ? -1 : this.#v.large[record * LARGE_RECORD + 1]!;
     unlock(this.#words);
-    if (length < 0) throw this.#largeRejection(address, "find the size of");
+    if (length < 0) throw rejectLarge(this.#v, this.#me, address, "find the size of");
     return length;
   }
 
@@ -726,8 +714,8 @@ export class SharedPseudoMalloc implements Allocator {
       if (sv.words[S_STATE] !== 1) {
         throw new RangeError(`Cannot reclaim attachment ${id}: it is not attached`);
       }
-      const bytes = this.#flushSlot(sv);
-      this.#retireSlot(sv);
+      const bytes = flushSlot(this.#v, sv);
+      retireSlot(this.#v, sv);
       Atomics.sub(words, W_ATTACHED, 1); // the caller is attached: the count stays above 0
       return bytes;
     } finally {
@@ -840,7 +828,7 @@ export class SharedPseudoMalloc implements Allocator {
     try {
       offset = allocBlock(v, order);
       if (offset < 0) {
-        this.#flushSlot(this.#sv); // this attachment's cached blocks first, before failing
+        flushSlot(this.#v, this.#sv); // this attachment's cached blocks first, before failing
         offset = allocBlock(v, order);
       }
       if (offset < 0) {
@@ -924,7 +912,9 @@ export class SharedPseudoMalloc implements Allocator {
     if (typeof address !== "number") throw notAnAddress(address, "free");
     if (address === 0) return;
     const offset = address - this.#base;
-    if (offset >= 0 && offset < this.#regionBytes) throw this.#smallRejection(address, "free");
+    if (offset >= 0 && offset < this.#regionBytes) {
+      throw rejectSmall(this.#v, this.#me, address, "free");
+    }
     this.#freeLarge(address);
   }
 
@@ -934,7 +924,7 @@ export class SharedPseudoMalloc implements Allocator {
     const record = findLarge(v, address);
     if (record < 0) {
       unlock(this.#words);
-      throw this.#largeRejection(address, "free");
+      throw rejectLarge(this.#v, this.#me, address, "free");
     }
     const r = record * LARGE_RECORD;
     const length = v.large[r + 1]!;
@@ -961,93 +951,6 @@ export class SharedPseudoMalloc implements Allocator {
     ctr[SF_LIVE]! -= requested;
   }
 
-  /** The error for a small address whose tag is 0: a free block's start, or no block's. */
-  #smallRejection(address: number, verb: string): InvalidAddressError {
-    const v = this.#v;
-    const offset = address - this.#base;
-    const freeing = verb === "free" || verb === "reallocate";
-    lock(this.#words, this.#me, verb);
-    let message: string;
-    let double = false;
-    try {
-      const aligned = offset % this.#minBlockSize === 0;
-      if (!aligned || offset >= Atomics.load(this.#words, W_ARENAS) * v.geometry.arenaSize) {
-        message = aligned ? "no arena of this heap holds it" : "it is not a block's start";
-      } else {
-        const leaf = leafAt(v, offset);
-        const tag = this.#tags[leaf.start >>> this.#minShift];
-        // Inside a free or a cached block: freed already (perhaps merged since). Inside a live one:
-        // an interior address.
-        double = !leaf.used || tag === 0;
-        const size = v.geometry.minBlockSize << leaf.order;
-        const at = hex(this.#base + leaf.start);
-        message = double
-          ? leaf.start === offset
-            ? "the block is already free"
-            : `the block is already free (it is inside the free ${size}-byte block at ${at})`
-          : `it is inside the live ${size}-byte block at ${at}`;
-      }
-    } finally {
-      unlock(this.#words);
-    }
-    const text = `Cannot ${verb} ${hex(address)}: ${message}`;
-    if (!freeing) return new InvalidAddressError(text, address);
-    return double ? new DoubleFreeError(text, address) : new InvalidFreeError(text, address);
-  }
-
-  #largeRejection(address: number, verb: string): InvalidAddressError {
-    const freeing = verb === "free" || verb === "reallocate";
-    lock(this.#words, this.#me, verb);
-    const recent = isRecent(this.#v, address);
-    unlock(this.#words);
-    if (recent && freeing) {
-      return new DoubleFreeError(
-        `Cannot ${verb} ${hex(address)}: the block is already free`,
-        address,
-      );
-    }
-    const text = `Cannot ${verb} ${hex(address)}: it is not a block of this heap`;
-    return freeing ? new InvalidFreeError(text, address) : new InvalidAddressError(text, address);
-  }
-
-  /** Under the lock: every cached block of a slot back to the buddies; returns their bytes. */
-  #flushSlot(sv: SlotViews): number {
-    const g = this.#v.geometry;
-    let bytes = 0;
-    for (let order = 0; order <= g.maxOrder; order++) {
-      const limit = ORDER_BYTES >> (g.minShift + order);
-      if (limit === 0) break;
-      const base = ((ORDER_BYTES >> g.minShift) - limit) << 1;
-      const count = Math.min(sv.words[S_COUNT + order]!, limit);
-      for (let i = 0; i < count; i++) {
-        const offset = sv.stacks[base + i]!;
-        const leaf = leafAt(this.#v, offset);
-        // A block a dying worker was moving may be named twice or be live again: skip those.
-        if (
-          leaf.used && leaf.start === offset && leaf.order === order &&
-          this.#tags[offset >>> g.minShift] === 0
-        ) {
-          freeBlock(this.#v, offset, order);
-          bytes += g.minBlockSize << order;
-        }
-      }
-      sv.words[S_COUNT + order] = 0;
-    }
-    return bytes;
-  }
-
-  /** Under the lock: a slot's counters folded into the retired ones, the slot freed. */
-  #retireSlot(sv: SlotViews): void {
-    const f = this.#v.floats;
-    f[F_RETIRED_ALLOCS]! += sv.counters[SF_ALLOCS]!;
-    f[F_RETIRED_FREES]! += sv.counters[SF_FREES]!;
-    f[F_RETIRED_LIVE]! += sv.counters[SF_LIVE]!;
-    for (let i = 0; i < 5; i++) f[F_RETIRED_CALLS + i]! += sv.counters[SF_CALLS + i]!;
-    sv.counters.fill(0);
-    sv.words.fill(0, S_COUNT);
-    Atomics.store(sv.words, S_STATE, 0);
-  }
-
   /** Flushes and frees this attachment's slot; the creator marks the heap closed first. */
   #leave(): void {
     const words = this.#words;
@@ -1055,8 +958,8 @@ export class SharedPseudoMalloc implements Allocator {
     try {
       this.#notePeaksLocked();
       if (this.#creator) Atomics.store(words, W_CLOSED, 1);
-      this.#flushSlot(this.#sv);
-      this.#retireSlot(this.#sv);
+      flushSlot(this.#v, this.#sv);
+      retireSlot(this.#v, this.#sv);
     } finally {
       unlock(words);
     }
