@@ -46,6 +46,13 @@ export type {
   ScopedBlock,
   TypedArrayConstructor,
 } from "./src/heap/pseudo_malloc.ts";
+export { SharedPseudoMalloc } from "./src/shared/shared_pseudo_malloc.ts";
+export type {
+  AttachmentStats,
+  SharedHeapHandle,
+  SharedHeapStats,
+  SharedPseudoMallocOptions,
+} from "./src/shared/shared_pseudo_malloc.ts";
 export type { Allocator, AllocatorStats } from "./src/allocator.ts";
 export type { Os, OsCall } from "./ffi/os.ts";
 export { CountingOs, type SystemCalls } from "./ffi/counting_os.ts";

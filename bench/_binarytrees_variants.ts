@@ -25,6 +25,7 @@ import {
   MmapAllocator,
   PseudoMalloc,
   SegregatedAllocator,
+  SharedPseudoMalloc,
 } from "../mod.ts";
 import { closeLibcMalloc, libcMalloc, mallinfo2 } from "../ffi/libc_malloc.ts";
 import {
@@ -144,6 +145,7 @@ export function variants(depth: number = DEFAULT_DEPTH): Variant[] {
     { name: "CellAllocator", create: () => new CellAllocator() },
     { name: "FirstFitAllocator", create: () => new FirstFitAllocator() },
     { name: "SegregatedAllocator", create: () => new SegregatedAllocator() },
+    { name: "SharedPseudoMalloc", create: () => new SharedPseudoMalloc() },
   ];
   return [
     ...allocators.map((entry): Variant => ({ ...entry, kind: "allocator" })),

@@ -1,0 +1,114 @@
+// SharedPseudoMalloc in one thread, through several attachments: stats per attachment, heapMap,
+// blocks crossing attachments (freed, resized, read by another), detach and close, reclaim's
+// checks, bad handles and options, the limits (maxAttachments, maxArenas, the large table).
+import assert from "node:assert/strict";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  InvalidFreeError,
+  OutOfMemoryError,
+  SharedPseudoMalloc,
+} from "../mod.ts";
+
+Deno.test("SharedPseudoMalloc: blocks cross attachments; stats per attachment add up", () => {
+  using heap = new SharedPseudoMalloc();
+  const a = SharedPseudoMalloc.attach(heap.handle);
+  const b = SharedPseudoMalloc.attach(heap.handle);
+  assert.deepEqual(new Set([heap.id, a.id, b.id]), new Set([0, 1, 2]));
+  const small = a.malloc(100);
+  const large = a.malloc(10_000);
+  a.bytes(small, 3).set([7, 8, 9]);
+  a.bytes(large, 3).set([1, 2, 3]);
+  const moved = b.realloc(small, 500); // resized by another attachment
+  assert.deepEqual([...b.bytes(moved, 3)], [7, 8, 9]);
+  assert.equal(b.usableSize(large), 12_288);
+  const grown = b.realloc(large, 20_000);
+  assert.deepEqual([...heap.bytes(grown, 3)], [1, 2, 3]);
+  let stats = heap.stats();
+  assert.equal(stats.liveAllocations, 2);
+  assert.equal(stats.liveBytes, 20_500);
+  assert.equal(stats.largeAllocations, 1);
+  assert.equal(stats.attachments.length, 3);
+  const byId = new Map(stats.attachments.map((s) => [s.id, s]));
+  assert.equal(byId.get(a.id)!.allocations, 2);
+  assert.equal(byId.get(b.id)!.allocations, 2); // realloc's moves count one each
+  assert.equal(byId.get(b.id)!.frees, 2);
+  heap.free(moved);
+  heap.free(grown);
+  assert.throws(() => a.free(moved), DoubleFreeError);
+  assert.throws(() => b.free(grown), DoubleFreeError);
+  heap.validate();
+  a.detach();
+  b.detach();
+  assert.throws(() => a.malloc(1), HeapClosedError);
+  stats = heap.stats();
+  assert.equal(stats.liveAllocations, 0);
+  assert.equal(stats.totalAllocations, 4);
+  assert.equal(stats.attachments.length, 1);
+  assert.equal(stats.allocatedBytes, 0);
+  heap.validate();
+});
+
+Deno.test("SharedPseudoMalloc: heapMap shows live, cached and large blocks", () => {
+  using heap = new SharedPseudoMalloc();
+  const other = SharedPseudoMalloc.attach(heap.handle);
+  heap.malloc(100);
+  other.free(other.malloc(64));
+  heap.malloc(50_000);
+  const text = heap.heapMap();
+  assert.match(text, /arena 0 at 0x[0-9a-f]+: \d+ of 1048576 bytes free/);
+  assert.match(text, /1 large mappings, 53248 bytes/);
+  assert.match(heap.heapMap({ format: "svg" }), /^<svg/);
+  other.detach();
+});
+
+Deno.test("SharedPseudoMalloc: closing the creator with attachments left", () => {
+  const heap = new SharedPseudoMalloc();
+  const other = SharedPseudoMalloc.attach(heap.handle);
+  const address = other.malloc(10);
+  heap.close();
+  heap.close();
+  assert.throws(() => heap.stats(), HeapClosedError);
+  // The memory stays until `other` lets go: its next call throws, and releases it.
+  assert.throws(() => other.realloc(address, 20), HeapClosedError);
+  assert.throws(() => other.usableSize(address), HeapClosedError);
+  assert.throws(() => SharedPseudoMalloc.attach(heap.handle), HeapClosedError);
+  other.detach(); // nothing more to do
+});
+
+Deno.test("SharedPseudoMalloc: reclaim, detach and attach reject what they cannot do", () => {
+  using heap = new SharedPseudoMalloc({ maxAttachments: 2 });
+  const other = SharedPseudoMalloc.attach(heap.handle);
+  assert.throws(() => SharedPseudoMalloc.attach(heap.handle), /all 2 slots are taken/);
+  assert.throws(() => heap.reclaim(heap.id), RangeError);
+  assert.throws(() => heap.reclaim(7), RangeError);
+  assert.throws(() => heap.detach(), TypeError);
+  assert.equal(heap.reclaim(other.id), 0);
+  assert.throws(() => heap.reclaim(other.id), /not attached/);
+  assert.throws(
+    () => SharedPseudoMalloc.attach({ kind: "nope" } as unknown as SharedPseudoMalloc["handle"]),
+    TypeError,
+  );
+  const third = SharedPseudoMalloc.attach(heap.handle); // the reclaimed slot is free again
+  third.detach();
+});
+
+Deno.test("SharedPseudoMalloc: options are checked; maxArenas and the large table bound it", () => {
+  assert.throws(() => new SharedPseudoMalloc({ maxArenas: "2" as unknown as number }), TypeError);
+  assert.throws(() => new SharedPseudoMalloc({ maxArenas: 0 }), RangeError);
+  assert.throws(() => new SharedPseudoMalloc({ arenaSize: 3000 }), RangeError);
+  assert.throws(() => new SharedPseudoMalloc({ mmapThreshold: -1 }), RangeError);
+  using heap = new SharedPseudoMalloc({ maxArenas: 1, arenaSize: 4096, mmapThreshold: 4096 });
+  const kept = heap.malloc(4000);
+  assert.throws(() => heap.malloc(16), OutOfMemoryError);
+  heap.free(kept);
+  heap.free(heap.malloc(16));
+  heap.validate();
+  using small = new SharedPseudoMalloc({ largeCapacity: 3 });
+  const large = [small.malloc(5000), small.malloc(5000), small.malloc(5000)];
+  assert.throws(() => small.malloc(5000), OutOfMemoryError);
+  assert.equal(small.stats().largeAllocations, 3);
+  for (const address of large) small.free(address);
+  assert.throws(() => small.free(large[0]!), InvalidFreeError);
+  small.validate();
+});
