@@ -19,6 +19,7 @@ import {
   MmapAllocator,
   PseudoMalloc,
   SegregatedAllocator,
+  SharedPseudoMalloc,
   type TypedArrayConstructor,
 } from "../mod.ts";
 import { mulberry32 } from "./_random.ts";
@@ -53,6 +54,14 @@ const subjects: Subject[] = [
   {
     name: "PseudoMalloc",
     create: () => new PseudoMalloc(),
+    maxSize: Infinity,
+    large: [20 * KiB, 2 * MiB],
+    moveTo: 5000,
+    mustMove: true,
+  },
+  {
+    name: "SharedPseudoMalloc",
+    create: () => new SharedPseudoMalloc(),
     maxSize: Infinity,
     large: [20 * KiB, 2 * MiB],
     moveTo: 5000,
@@ -418,6 +427,7 @@ Deno.test("check() on every allocator of the family: the invariants, after work 
     () => new CellAllocator(),
     () => new FirstFitAllocator(),
     () => new SegregatedAllocator(),
+    () => new SharedPseudoMalloc(),
   ];
   for (const create of make) {
     const allocator = create();

@@ -75,7 +75,10 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import type { Os } from "../../ffi/os.ts";
 import { notAnAddress, reallocEdge } from "../_checks.ts";
-import { HeapClosedError, hex, OutOfMemoryError } from "../errors.ts";
+import { HeapClosedError, hex, InvalidAddressError, OutOfMemoryError } from "../errors.ts";
+import type { BlockInfo } from "../heap/types.ts";
+import { bytesFrom, dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
+import { largeStart, smallStart } from "./_block_of.ts";
 import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
 import {
   allocBlock,
@@ -594,6 +597,120 @@ export class SharedPseudoMalloc implements Allocator {
   }
 
   /**
+   * The live block that holds `address` (any byte of it), as
+   * {@linkcode PseudoMalloc.prototype.blockOf}: a small block by its tag (O(1)), a large one by
+   * its record (its page and 15 below, then every record, under the lock).
+   *
+   * @param address An address inside a live block.
+   * @returns The block's start and usable size.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   *
+   * @example The element C points at
+   * ```ts
+   * import { SharedPseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SharedPseudoMalloc();
+   * const array = heap.malloc(10 * 8);
+   * assert.equal(heap.blockOf(array + 24).address, array);
+   * ```
+   */
+  blockOf(address: number): BlockInfo {
+    this.#checkOpen("blockOf");
+    if (typeof address !== "number") throw notAnAddress(address, "find the block of");
+    let start = -1;
+    if (Number.isSafeInteger(address)) {
+      const offset = address - this.#base;
+      if (offset >= 0 && offset < this.#regionBytes) {
+        const small = smallStart(this.#v, offset);
+        start = small < 0 ? -1 : this.#base + small;
+      } else {
+        lock(this.#words, this.#me, "blockOf");
+        start = largeStart(this.#v, address);
+        unlock(this.#words);
+      }
+    }
+    if (start < 0) {
+      const why = Number.isInteger(address)
+        ? "no live block of this heap holds it"
+        : "it is not an integer";
+      throw new InvalidAddressError(`Cannot find the block of ${hex(address)}: ${why}`, address);
+    }
+    return { address: start, size: this.usableSize(start) };
+  }
+
+  /**
+   * `length` bytes from any address inside a live block, bounded by that block's end.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes to cover; at most to the block's end (the default).
+   * @returns A view of the memory.
+   * @throws {InvalidAddressError} When no live block holds `address`.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example The second half of a block
+   * ```ts
+   * import { SharedPseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SharedPseudoMalloc();
+   * const address = heap.malloc(16);
+   * assert.equal(heap.bytesAt(address + 8).byteLength, 8);
+   * ```
+   */
+  bytesAt(address: number, length?: number): Uint8Array {
+    return bytesFrom(this, address, length);
+  }
+
+  /**
+   * A typed view from an aligned address inside a live block (as
+   * {@linkcode PseudoMalloc.prototype.view}).
+   *
+   * @param address An address inside a live block, aligned for `Type`.
+   * @param Type A typed-array constructor.
+   * @param length Elements (default: as many as fit before the block's end).
+   * @returns The view.
+   * @throws {RangeError} When `address` is misaligned or `length` passes the block's end.
+   *
+   * @example Doubles in a block
+   * ```ts
+   * import { SharedPseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SharedPseudoMalloc();
+   * const address = heap.malloc(32);
+   * heap.view(address, Float64Array)[1] = 2.5;
+   * assert.equal(heap.view(address + 8, Float64Array, 1)[0], 2.5);
+   * ```
+   */
+  view<T>(address: number, Type: TypedArrayConstructor<T>, length?: number): T {
+    return typedView(this.bytesAt(address), address, Type, length);
+  }
+
+  /**
+   * A `DataView` from an address inside a live block, to its end or `length` bytes.
+   *
+   * @param address An address inside a live block.
+   * @param length Bytes (default: to the block's end).
+   * @returns The view.
+   * @throws {RangeError} When `length` passes the block's end.
+   *
+   * @example A struct's fields
+   * ```ts
+   * import { SharedPseudoMalloc } from "@pseudo/malloc";
+   * import assert from "node:assert/strict";
+   *
+   * using heap = new SharedPseudoMalloc();
+   * const view = heap.dataView(heap.malloc(16));
+   * view.setInt32(0, 7, true);
+   * assert.equal(view.getInt32(0, true), 7);
+   * ```
+   */
+  dataView(address: number, length?: number): DataView {
+    return dataViewOf(this.bytesAt(address), address, length);
+  }
+
+  /**
    * Counters over every attachment, and per attachment (`attachments`). Exact when the other
    * attachments are between calls; a snapshot while they run.
    *
@@ -642,6 +759,24 @@ export class SharedPseudoMalloc implements Allocator {
     } finally {
       unlock(this.#words);
     }
+  }
+
+  /**
+   * Checks the heap for damage. A shared heap keeps no redzones or quarantine (PseudoMalloc's
+   * debug mode does), so it checks the invariants: the same as `validate()`.
+   *
+   * @example After some work
+   * ```ts
+   * import { SharedPseudoMalloc } from "@pseudo/malloc";
+   *
+   * using heap = new SharedPseudoMalloc();
+   * heap.free(heap.malloc(100));
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.#checkOpen("check");
+    this.validate();
   }
 
   /**
