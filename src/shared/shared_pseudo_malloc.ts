@@ -220,17 +220,7 @@ export class SharedPseudoMalloc implements Allocator {
     this.#sv = v.slot(0);
     this.#sv.words[S_STATE] = 1;
     this.#sv.words[S_EPOCH] = 1;
-    const g = v.geometry;
-    this.#smallLimit = g.threshold;
-    this.#minShift = g.minShift;
-    this.#minBlockSize = g.minBlockSize;
-    this.#base = v.regionBase;
-    this.#regionBytes = g.maxArenas * g.arenaSize;
-    this.#tags = v.tags;
-    this.#count = this.#sv.words.subarray(S_COUNT);
-    this.#stack = this.#sv.stacks;
-    this.#ctr = this.#sv.counters;
-    this.#region = v.region;
+    this.#holdFastState(v);
     this.#syncCalls();
   }
 
@@ -314,6 +304,11 @@ export class SharedPseudoMalloc implements Allocator {
     this.#slot = slot;
     this.#me = slot + 1;
     this.#sv = v.slot(slot);
+    this.#holdFastState(v);
+  }
+
+  /** Copies what the fast paths read into fields of their own (docs/hot_paths.md), once `#sv` is set. */
+  #holdFastState(v: Views): void {
     const g = v.geometry;
     this.#smallLimit = g.threshold;
     this.#minShift = g.minShift;
