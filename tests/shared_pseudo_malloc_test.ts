@@ -6,9 +6,11 @@ import {
   DoubleFreeError,
   HeapClosedError,
   InvalidFreeError,
+  OsError,
   OutOfMemoryError,
   SharedPseudoMalloc,
 } from "../mod.ts";
+import { FaultyOs } from "./_faulty_os.ts";
 
 Deno.test("SharedPseudoMalloc: blocks cross attachments; stats per attachment add up", () => {
   using heap = new SharedPseudoMalloc();
@@ -111,4 +113,39 @@ Deno.test("SharedPseudoMalloc: options are checked; maxArenas and the large tabl
   for (const address of large) small.free(address);
   assert.throws(() => small.free(large[0]!), InvalidFreeError);
   small.validate();
+});
+
+Deno.test("SharedPseudoMalloc: small blocks above 64 KiB (no cache stack) go straight back", () => {
+  using heap = new SharedPseudoMalloc({ mmapThreshold: 512 * 1024 });
+  const blocks = [100_000, 200_000, 70_000].map((size) => heap.malloc(size));
+  for (const address of blocks) assert.equal(heap.usableSize(address) >= 70_000, true);
+  for (const address of blocks) heap.free(address);
+  heap.validate();
+  const again = heap.malloc(100_000);
+  assert.ok(Number.isInteger(again) && again > 0, `malloc gave ${again}`);
+  heap.bytes(again).fill(1);
+  heap.free(again);
+  assert.throws(() => heap.free(again), DoubleFreeError);
+  heap.validate();
+  assert.equal(heap.stats().liveAllocations, 0);
+});
+
+Deno.test("SharedPseudoMalloc: a refused munmap keeps a large block live, in free and in realloc", () => {
+  const os = new FaultyOs();
+  using heap = new SharedPseudoMalloc({ os });
+  const a = heap.malloc(50_000);
+  heap.bytes(a, 3).set([4, 5, 6]);
+  os.fail("unmap");
+  assert.throws(() => heap.free(a), OsError);
+  assert.deepEqual([...heap.bytes(a, 3)], [4, 5, 6]);
+  assert.equal(heap.stats().liveAllocations, 1);
+  os.fail("unmap"); // the old block's munmap, after the move's copy
+  assert.throws(() => heap.realloc(a, 200_000), OsError);
+  assert.equal(heap.stats().liveAllocations, 1, "the new block was taken back");
+  assert.deepEqual([...heap.bytes(a, 3)], [4, 5, 6]);
+  heap.validate();
+  heap.free(a);
+  assert.throws(() => heap.free(a), DoubleFreeError);
+  heap.validate();
+  assert.equal(heap.stats().liveAllocations, 0);
 });

@@ -29,6 +29,7 @@ import {
   W_HEADS,
   W_LARGE_COUNT,
   W_LOCK,
+  W_LOCK_PROGRESS,
   W_RECENT_NEXT,
 } from "./_layout.ts";
 
@@ -53,18 +54,22 @@ export function lock(words: Int32Array, me: number, operation: string): void {
   if (Atomics.compareExchange(words, W_LOCK, 0, me) === 0) return;
   let spins = 1;
   let since = -1;
+  let seen = -1;
+  let seenProgress = -1;
   for (;;) {
     if (spins > 1024) {
       Atomics.wait(sleeper, 0, 0, 0.02);
       if (Atomics.load(words, W_BROKEN) !== 0) throw brokenError(operation);
       const now = performance.now();
-      if (since < 0) since = now;
-      else if (now - since > PATIENCE) {
-        const holder = Atomics.load(words, W_LOCK) - 1;
-        throw new Error(
-          `Cannot ${operation}: the heap's lock has been held by attachment ${holder} for over a ` +
-            `second; if its worker was terminated, call reclaim(${holder}) from another attachment`,
-        );
+      const holder = Atomics.load(words, W_LOCK);
+      const progress = Atomics.load(words, W_LOCK_PROGRESS);
+      if (since < 0 || holder !== seen || progress !== seenProgress) {
+        // A new holder, or the holder made progress: wait a second more.
+        since = now;
+        seen = holder;
+        seenProgress = progress;
+      } else if (now - since > PATIENCE) {
+        throw new Error(`Cannot ${operation}: ${holderText(holder - 1)}`);
       }
     } else {
       for (let i = 0; i < spins && Atomics.load(words, W_LOCK) !== 0; i++);
@@ -72,6 +77,23 @@ export function lock(words: Int32Array, me: number, operation: string): void {
     }
     if (Atomics.compareExchange(words, W_LOCK, 0, me) === 0) return;
   }
+}
+
+/** Who holds a lock that has not moved for a second, and what can be done. */
+function holderText(holder: number): string {
+  const since = "has held the heap's lock for over a second without progress";
+  if (holder > 0) {
+    return `attachment ${holder} ${since}; if its worker is gone, call reclaim(${holder}) ` +
+      `from another attachment`;
+  }
+  return holder === 0
+    ? `the creator ${since}`
+    : `a worker inside attach() ${since} (a worker that dies there leaves the lock held)`;
+}
+
+/** Tells waiters that the lock's holder is making progress (long calls under the lock). */
+export function progress(words: Int32Array): void {
+  Atomics.add(words, W_LOCK_PROGRESS, 1);
 }
 
 /** Releases the lock (a sequentially consistent store: every write under it is published). */
@@ -228,7 +250,11 @@ export function findLarge(v: Views, address: number): number {
   }
 }
 
-/** Records a large block; an `OutOfMemoryError` when the table is full (nothing changed). */
+/**
+ * Records a large block; an `OutOfMemoryError` when the table is full (nothing changed). Owners
+ * are slot numbers; a record being freed holds `-1 - owner` (see `SharedPseudoMalloc`'s
+ * `#freeLarge`).
+ */
 export function insertLarge(
   v: Views,
   address: number,
@@ -237,6 +263,17 @@ export function insertLarge(
   owner: number,
 ): void {
   const g = v.geometry;
+  // A record of this address still marked "being freed" (owner < 0): its munmap is done (the
+  // kernel handed the address out again), its freer has not removed it yet. Take it over in place;
+  // the freer sees its mark gone and leaves the record alone.
+  const stale = findLarge(v, address);
+  if (stale >= 0 && v.large[stale * LARGE_RECORD + 3]! < 0) {
+    const r = stale * LARGE_RECORD;
+    v.large[r + 1] = length;
+    v.large[r + 2] = requested;
+    v.large[r + 3] = owner;
+    return;
+  }
   if (v.words[W_LARGE_COUNT]! >= g.largeCapacity - 1) {
     throw new OutOfMemoryError(
       `Cannot allocate ${requested} bytes: the heap's table of large blocks is full ` +

@@ -53,6 +53,13 @@ export const W_LARGE_CAPACITY = 13;
 export const W_PAGE_SIZE = 14;
 /** 1 when the region lies below 2^31 (addresses are Smis). */
 export const W_LOW = 15;
+/**
+ * Bumped by a holder of the lock as a long call under it (validate, heapMap, stats) makes
+ * progress: a waiter gives up only when neither the holder nor this word changed for a second.
+ */
+export const W_LOCK_PROGRESS = 16;
+/** `W_CLOSED`'s value once the heap is broken: the fast paths' one load sees it too. */
+export const CLOSED_BROKEN = 2;
 /** The per-order free-list heads, `W_HEADS + order`, each a region offset or NIL. */
 export const W_HEADS = 32;
 /** Most orders: arenas up to 2^31 bytes of blocks at least 8 bytes. */

@@ -23,21 +23,25 @@
  *
  * Three kinds of words:
  * - **Only under the lock**, read and written plainly: the free-list heads and the links inside
- *   free blocks, the bitmaps, the large table, the central counters (`F_*` of the header but
- *   `F_REGION`...`F_LARGE_BYTES`, written once before the heap is published). The lock is taken
- *   with `Atomics.compareExchange` and released with `Atomics.store`, both sequentially
- *   consistent: every plain write made under the lock happens before every read made under it
- *   later (ECMAScript's memory model: atomics on one location synchronize). V8 implements them
- *   as sequentially consistent operations of the CPU: `lock cmpxchg` and `xchg` on x86-64; on
+ *   free blocks, the bitmaps, the large table, the central counters (the `F_*` words of the header
+ *   but the addresses and sizes, indexes 0-4 and 12-16, written once before the heap is
+ *   published). The lock is taken with `Atomics.compareExchange` and released with
+ *   `Atomics.store`, both sequentially consistent: every plain write made under the lock happens
+ *   before every read made under it later. (ECMAScript's memory model promises that for a
+ *   `SharedArrayBuffer`; this memory is a non-shared `ArrayBuffer` over native memory, for which
+ *   the specification promises nothing: the argument rests on V8's implementation.) V8
+ *   implements them as sequentially consistent operations of the CPU: `lock cmpxchg` and `xchg` on x86-64; on
  *   arm64 the C++ mapping of seq_cst (`ldaxr`/`stlxr` or LSE `casal`, `stlr`), which orders every
  *   earlier plain store before the release and every later load after the acquire (stated from
  *   that mapping, not from a run on arm64).
  * - **Only by their attachment**, plainly: a slot's stack depths, its stacks and its counters.
- *   Another attachment reads them only in `stats()`, `validate()`, `heapMap()` (a snapshot, exact
- *   when the others are between calls and their last call happened before, e.g. by a message) and
- *   in `reclaim()` of a terminated worker (its last writes were made before it was terminated, and
- *   `terminate()` synchronizes).
- * - **With `Atomics`**: the lock, `W_CLOSED`, `W_ATTACHED`, `W_BROKEN`, `W_ARENAS`, and the tags on
+ *   Another attachment reads them in `stats()`, `validate()`, `heapMap()` and every slow path's
+ *   peak sampling (`sumLive`: a snapshot, exact when the others are between calls and their last
+ *   call happened before, e.g. by a message) and in `reclaim()` of a worker that is gone (its last
+ *   writes happened before the message or exit that says so).
+ * - **With `Atomics`**: the lock and `W_LOCK_PROGRESS`, `W_ATTACHED`, `W_BROKEN`, `W_ARENAS`, the
+ *   writes of `W_CLOSED` (the fast paths read it plainly: a late read only lets one more call
+ *   through, whose memory the last attachment to leave still keeps mapped), and the tags on
  *   `free`: `Atomics.exchange(tags, i, 0)` takes a block exactly once, so two workers freeing one
  *   block at the same time get it once and a `DoubleFreeError` once. A tag is written plainly
  *   by `malloc` (the block is in no one else's hands yet); the address then reaches another worker
@@ -60,12 +64,20 @@
  *
  * A worker terminated between calls leaves its slot consistent: `reclaim(id)` (from any other
  * attachment, once the worker is gone) returns its cached blocks to the buddies and frees its slot;
- * its live blocks stay live (whoever holds their addresses frees them). Terminated inside a call:
- * if it held the lock, every other slow path waits for it and gives up after a second with an
- * error naming it; `reclaim` takes the lock over and validates the central state; when that
- * fails the heap is marked broken and every call throws `HeapClosedError`. Otherwise the call's own
- * block may be lost (taken from the cache but not tagged, or untagged but not cached): `validate()`
- * then reports it. Nothing else can be half-done, since a slot is only written by its owner.
+ * its live blocks stay live (whoever holds their addresses frees them). "Gone" must be known:
+ * Deno 2.9's `Worker.terminate()` does not stop a worker running synchronous code (measured: one
+ * kept calling the heap for seconds after it), and reclaiming a worker that still runs hands its
+ * cached blocks out twice. Reclaim a worker that told the main thread it is idle (waiting for
+ * messages) before it was terminated, or whose process is gone. Terminated inside a call: if it
+ * held the lock, every other slow path waits for it and gives up after a second without progress
+ * (`W_LOCK_PROGRESS`: long calls under the lock, validate or heapMap, bump it) with an error naming
+ * it; `reclaim` takes the lock over and validates what the lock protects; when that fails the heap
+ * is marked broken (`W_CLOSED` = 2, which the fast paths load too) and every call throws
+ * `HeapClosedError`. Otherwise the call's own block may be lost (taken from the cache but not
+ * tagged, or untagged but not cached): `validate()` then reports it. Nothing else can be half-done,
+ * since a slot is only written by its owner. A worker that dies inside `attach()` leaves the lock
+ * held with no slot to reclaim: the heap then cannot be recovered (a limit, stated in
+ * docs/shared.md).
  *
  * @module
  */
@@ -75,7 +87,13 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import type { Os } from "../../ffi/os.ts";
 import { notAnAddress, reallocEdge } from "../_checks.ts";
-import { HeapClosedError, hex, InvalidAddressError, OutOfMemoryError } from "../errors.ts";
+import {
+  DoubleFreeError,
+  HeapClosedError,
+  hex,
+  InvalidAddressError,
+  OutOfMemoryError,
+} from "../errors.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { bytesFrom, dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
 import { largeStart, smallStart } from "./_block_of.ts";
@@ -95,6 +113,7 @@ import {
 import { createHeap, type SharedPseudoMallocOptions, teardown } from "./_create.ts";
 import { flushSlot, rejectLarge, rejectSmall, retireSlot } from "./_slots.ts";
 import {
+  CLOSED_BROKEN,
   F_LARGE_MAPPED,
   F_PEAK_LIVE,
   F_PEAK_MAPPED,
@@ -459,7 +478,12 @@ export class SharedPseudoMalloc implements Allocator {
       }
       const kept = Math.min(this.#minBlockSize << order, this.usableSize(moved));
       this.bytes(moved, kept).set(this.#region.subarray(offset, offset + kept));
-      this.#releaseSmall(offset, order, old);
+      try {
+        this.#releaseSmall(offset, order, old);
+      } catch (error) {
+        this.free(moved); // the old block is live again (its tag put back): the new one goes
+        throw error;
+      }
       return moved;
     }
     const v = this.#v;
@@ -479,7 +503,12 @@ export class SharedPseudoMalloc implements Allocator {
     const moved = this.malloc(size);
     const kept = Math.min(length, this.usableSize(moved));
     this.bytes(moved, kept).set(new Uint8Array(this.#os.view(address, kept)));
-    this.#freeLarge(address);
+    try {
+      this.#freeLarge(address);
+    } catch (error) {
+      this.free(moved); // munmap refused: the old block stays, the new one goes
+      throw error;
+    }
     return moved;
   }
 
@@ -801,7 +830,10 @@ export class SharedPseudoMalloc implements Allocator {
 
   /**
    * Frees the slot of an attachment whose worker was terminated: its cached blocks go back to the
-   * buddies (its live blocks stay live). Call it only once that worker is gone. When the worker
+   * buddies (its live blocks stay live). Call it only once that worker is gone: Deno 2.9's
+   * `Worker.terminate()` does not stop a worker running synchronous code, and reclaiming one that
+   * still runs hands its cached blocks out twice. Have the worker say it is idle (waiting for
+   * messages) before terminating it. When the worker
    * died holding the lock, the lock is taken over and the central state validated; if that fails
    * the heap is marked broken (every call then throws `HeapClosedError`) and this throws.
    *
@@ -831,9 +863,13 @@ export class SharedPseudoMalloc implements Allocator {
     try {
       if (stolen) {
         try {
-          validateShared(this.#os, this.#v, id);
+          // Only what is written under the lock: the others run their lock-free paths meanwhile.
+          validateShared(this.#os, this.#v, true);
         } catch (error) {
           Atomics.store(words, W_BROKEN, 1);
+          Atomics.store(words, W_CLOSED, CLOSED_BROKEN); // the fast paths' one load sees it
+          retireSlot(this.#v, this.#v.slot(id));
+          Atomics.sub(words, W_ATTACHED, 1); // so that the last to leave still unmaps the heap
           throw new Error(
             `Cannot reclaim attachment ${id}: it died holding the lock and left the heap broken: ` +
               (error as Error).message,
@@ -908,11 +944,11 @@ export class SharedPseudoMalloc implements Allocator {
 
   #checkOpen(operation: string): void {
     if (this.#gone) throw new HeapClosedError(operation);
-    if (Atomics.load(this.#words, W_CLOSED) !== 0) {
+    const closed = Atomics.load(this.#words, W_CLOSED);
+    if (closed !== 0) {
       this.#leave();
-      throw new HeapClosedError(operation);
+      throw closed === CLOSED_BROKEN ? brokenError(operation) : new HeapClosedError(operation);
     }
-    if (Atomics.load(this.#words, W_BROKEN) !== 0) throw brokenError(operation);
   }
 
   #orderOf(size: number): number {
@@ -992,7 +1028,13 @@ export class SharedPseudoMalloc implements Allocator {
     const address = this.#os.map(length);
     this.#syncCalls();
     const v = this.#v;
-    lock(this.#words, this.#me, "malloc");
+    try {
+      lock(this.#words, this.#me, "malloc");
+    } catch (error) {
+      this.#os.unmap(address, length);
+      this.#syncCalls();
+      throw error;
+    }
     try {
       insertLarge(v, address, length, size, this.#slot);
       forgetRecent(v, address);
@@ -1012,11 +1054,13 @@ export class SharedPseudoMalloc implements Allocator {
     return address;
   }
 
-  /** A block whose tag this attachment took (now 0): into its cache, or half the stack out. */
+  /**
+   * A block whose tag this attachment took (now 0): into its cache, or half the stack out first
+   * (under the lock); a block of an order with no stack (above 64 KiB, when `mmapThreshold` lets
+   * such blocks be small) straight back to its buddy. When the lock cannot be had, the tag is put
+   * back and nothing has changed.
+   */
   #releaseSmall(offset: number, order: number, size: number): void {
-    const ctr = this.#ctr;
-    ctr[SF_FREES]!++;
-    ctr[SF_LIVE]! -= size;
     const shift = this.#minShift;
     const limit = ORDER_BYTES >> (shift + order);
     const base = ((ORDER_BYTES >> shift) - limit) << 1;
@@ -1024,17 +1068,26 @@ export class SharedPseudoMalloc implements Allocator {
     if (count < limit) {
       this.#stack[base + count] = offset;
       this.#count[order] = count + 1;
-      return;
+    } else {
+      try {
+        lock(this.#words, this.#me, "free");
+      } catch (error) {
+        this.#tags[offset >>> shift] = size + 1;
+        throw error;
+      }
+      try {
+        const keep = limit >> 1;
+        while (count > keep) freeBlock(this.#v, this.#stack[base + --count]!, order);
+        if (limit === 0) freeBlock(this.#v, offset, order);
+        else this.#stack[base + count++] = offset;
+        this.#count[order] = count;
+      } finally {
+        unlock(this.#words);
+      }
     }
-    lock(this.#words, this.#me, "free");
-    try {
-      const keep = limit >> 1;
-      while (count > keep) freeBlock(this.#v, this.#stack[base + --count]!, order);
-      this.#stack[base + count++] = offset;
-      this.#count[order] = count;
-    } finally {
-      unlock(this.#words);
-    }
+    const ctr = this.#ctr;
+    ctr[SF_FREES]!++;
+    ctr[SF_LIVE]! -= size;
   }
 
   #freeSlow(address: number): void {
@@ -1048,34 +1101,54 @@ export class SharedPseudoMalloc implements Allocator {
     this.#freeLarge(address);
   }
 
+  /**
+   * Frees a large block. Its record is marked "being freed" (the owner field negative) under the
+   * lock, the block unmapped outside it, and the record removed once `munmap` succeeded: a second
+   * free meanwhile is a `DoubleFreeError`, and a refused `munmap` only clears the mark (nothing has
+   * to be inserted again, so a table another attachment filled meanwhile cannot get in the way).
+   * Between the `munmap` and the removal the kernel may hand the address to another attachment's
+   * `mmap`: its `insertLarge` takes the marked record over, and the removal leaves it alone.
+   */
   #freeLarge(address: number): void {
     const v = this.#v;
     lock(this.#words, this.#me, "free");
     const record = findLarge(v, address);
-    if (record < 0) {
+    if (record < 0 || v.large[record * LARGE_RECORD + 3]! < 0) {
       unlock(this.#words);
+      if (record >= 0) {
+        throw new DoubleFreeError(
+          `Cannot free ${hex(address)}: another attachment is freeing this block`,
+          address,
+        );
+      }
       throw rejectLarge(this.#v, this.#me, address, "free");
     }
     const r = record * LARGE_RECORD;
     const length = v.large[r + 1]!;
     const requested = v.large[r + 2]!;
     const owner = v.large[r + 3]!;
-    removeLarge(v, record);
-    noteRecent(v, address);
-    v.floats[F_LARGE_MAPPED]! -= length;
+    v.large[r + 3] = -1 - owner;
     unlock(this.#words);
     try {
       this.#os.unmap(address, length);
     } catch (error) {
       lock(this.#words, this.#me, "free");
-      insertLarge(v, address, length, requested, owner);
-      forgetRecent(v, address);
-      v.floats[F_LARGE_MAPPED]! += length;
+      v.large[findLarge(v, address) * LARGE_RECORD + 3] = owner;
       unlock(this.#words);
       throw error;
     } finally {
       this.#syncCalls();
     }
+    lock(this.#words, this.#me, "free");
+    // Records may have moved meanwhile: find it again. A new block the kernel put at this address
+    // meanwhile took the record over (`insertLarge`): then it is that block's, and stays.
+    const now = findLarge(v, address);
+    if (now >= 0 && v.large[now * LARGE_RECORD + 3] === -1 - owner) {
+      removeLarge(v, now);
+      noteRecent(v, address);
+    }
+    v.floats[F_LARGE_MAPPED]! -= length;
+    unlock(this.#words);
     const ctr = this.#ctr;
     ctr[SF_FREES]!++;
     ctr[SF_LIVE]! -= requested;
