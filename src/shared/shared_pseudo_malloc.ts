@@ -87,50 +87,25 @@ import { CountingOs } from "../../ffi/counting_os.ts";
 import { libcOs } from "../../ffi/libc.ts";
 import type { Os } from "../../ffi/os.ts";
 import { notAnAddress, reallocEdge } from "../_checks.ts";
-import {
-  DoubleFreeError,
-  HeapClosedError,
-  hex,
-  InvalidAddressError,
-  OutOfMemoryError,
-} from "../errors.ts";
+import { HeapClosedError, hex, InvalidAddressError } from "../errors.ts";
 import type { BlockInfo } from "../heap/types.ts";
 import { bytesFrom, dataViewOf, type TypedArrayConstructor, typedView } from "../_views.ts";
 import { largeStart, smallStart } from "./_block_of.ts";
-import { callocSize, checkSize, roundUp, viewLength } from "../_size.ts";
-import {
-  allocBlock,
-  brokenError,
-  findLarge,
-  forgetRecent,
-  freeBlock,
-  insertLarge,
-  lock,
-  noteRecent,
-  removeLarge,
-  unlock,
-} from "./_central.ts";
-import { createHeap, type SharedPseudoMallocOptions, teardown } from "./_create.ts";
+import { Attachment } from "./_attachment.ts";
+import { callocSize, roundUp, viewLength } from "../_size.ts";
+import { findLarge, lock, unlock } from "./_central.ts";
+import { createHeap, type SharedPseudoMallocOptions } from "./_create.ts";
 import { flushSlot, rejectLarge, rejectSmall, retireSlot } from "./_slots.ts";
 import {
   CLOSED_BROKEN,
-  F_LARGE_MAPPED,
-  F_PEAK_LIVE,
-  F_PEAK_MAPPED,
   HEADER_BYTES,
   LARGE_RECORD,
   MAGIC,
-  S_COUNT,
-  S_EPOCH,
   S_STATE,
   SF_ALLOCS,
-  SF_CALLS,
   SF_FREES,
   SF_LIVE,
   SF_PEAK,
-  type SlotViews,
-  Views,
-  W_ARENAS,
   W_ATTACHED,
   W_BROKEN,
   W_CLOSED,
@@ -138,13 +113,7 @@ import {
   W_MAGIC,
   W_MAX_ATTACHMENTS,
 } from "./_layout.ts";
-import {
-  heapPictureOf,
-  type SharedHeapStats,
-  sharedStats,
-  sumLive,
-  validateShared,
-} from "./_inspect.ts";
+import { heapPictureOf, type SharedHeapStats, sharedStats, validateShared } from "./_inspect.ts";
 
 export type { SharedPseudoMallocOptions } from "./_create.ts";
 export type { AttachmentStats, SharedHeapStats } from "./_inspect.ts";
@@ -154,8 +123,6 @@ let attaching: { os: CountingOs; header: number } | undefined;
 
 /** Bytes of blocks per order in a slot's stack: a constant of this module for the fast paths. */
 const ORDER_BYTES = 65536;
-/** Most blocks a miss takes from the buddies at once. */
-const REFILL = 32;
 
 /**
  * What `heap.handle` gives: a structured-cloneable value naming the heap's native memory, to pass
@@ -189,15 +156,10 @@ export interface SharedHeapHandle {
  * ```
  */
 export class SharedPseudoMalloc implements Allocator {
-  #os: CountingOs;
-  #v: Views;
+  /** This attachment: its views, its slot, and every path below the fast ones. */
+  #a: Attachment;
+  // The fast paths' state, in fields of their own (docs/hot_paths.md): the attachment's arrays.
   #words: Int32Array;
-  #slot = 0;
-  #me = 1;
-  #creator = true;
-  #gone = false;
-  #sv: SlotViews;
-  // The fast paths' state, in fields (docs/hot_paths.md).
   #smallLimit = 0;
   #minShift = 0;
   #minBlockSize = 0;
@@ -218,29 +180,32 @@ export class SharedPseudoMalloc implements Allocator {
    * @throws {OutOfMemoryError} When the heap's memory cannot be mapped.
    */
   constructor(options: SharedPseudoMallocOptions = {}) {
+    let a: Attachment;
     if (attaching !== undefined) {
       const { os, header } = attaching;
       attaching = undefined;
-      this.#os = os;
-      this.#v = this.#words = this.#sv = undefined!;
-      this.#init(os, header);
-      return;
+      a = new Attachment(os, header, false);
+    } else {
+      const os = new CountingOs(options.os ?? libcOs);
+      a = new Attachment(os, createHeap(os, options), true);
     }
-    const os = new CountingOs(options.os ?? libcOs);
-    const header = createHeap(os, options);
-    const v = new Views(os, header);
-    v.words[W_ATTACHED] = 1;
-    this.#os = os;
-    this.#v = v;
-    this.#words = v.words;
-    this.#creator = true;
-    this.#slot = 0;
-    this.#me = 1;
-    this.#sv = v.slot(0);
-    this.#sv.words[S_STATE] = 1;
-    this.#sv.words[S_EPOCH] = 1;
-    this.#holdFastState(v);
-    this.#syncCalls();
+    this.#a = a;
+    this.#words = a.words;
+    this.#smallLimit = a.smallLimit;
+    this.#minShift = a.minShift;
+    this.#minBlockSize = a.minBlockSize;
+    this.#base = a.base;
+    this.#regionBytes = a.regionBytes;
+    this.#tags = a.tags;
+    this.#count = a.count;
+    this.#stack = a.stack;
+    this.#ctr = a.ctr;
+    this.#region = a.v.region;
+    // Once it let go, every call goes to the slow paths, which throw HeapClosedError.
+    a.onLeave = () => {
+      this.#smallLimit = 0;
+      this.#regionBytes = 0;
+    };
   }
 
   /**
@@ -293,72 +258,24 @@ export class SharedPseudoMalloc implements Allocator {
     }
   }
 
-  #init(os: CountingOs, header: number): void {
-    const v = new Views(os, header);
-    this.#os = os;
-    this.#v = v;
-    this.#words = v.words;
-    this.#creator = false;
-    this.#gone = false;
-    lock(v.words, -1, "attach");
-    let slot = -1;
-    try {
-      for (let i = 1; i < v.words[W_MAX_ATTACHMENTS]!; i++) {
-        const sv = v.slot(i);
-        if (sv.words[S_STATE] === 0) {
-          sv.words[S_STATE] = 1;
-          sv.words[S_EPOCH]!++;
-          slot = i;
-          break;
-        }
-      }
-    } finally {
-      unlock(v.words);
-    }
-    if (slot < 0) {
-      throw new RangeError(
-        `Cannot attach: all ${v.words[W_MAX_ATTACHMENTS]} slots are taken (maxAttachments)`,
-      );
-    }
-    this.#slot = slot;
-    this.#me = slot + 1;
-    this.#sv = v.slot(slot);
-    this.#holdFastState(v);
-  }
-
-  /** Copies what the fast paths read into fields of their own (docs/hot_paths.md), once `#sv` is set. */
-  #holdFastState(v: Views): void {
-    const g = v.geometry;
-    this.#smallLimit = g.threshold;
-    this.#minShift = g.minShift;
-    this.#minBlockSize = g.minBlockSize;
-    this.#base = v.regionBase;
-    this.#regionBytes = g.maxArenas * g.arenaSize;
-    this.#tags = v.tags;
-    this.#count = this.#sv.words.subarray(S_COUNT);
-    this.#stack = this.#sv.stacks;
-    this.#ctr = this.#sv.counters;
-    this.#region = v.region;
-  }
-
   /** A structured-cloneable value naming this heap, for {@linkcode SharedPseudoMalloc.attach}. */
   get handle(): SharedHeapHandle {
-    return { kind: "SharedPseudoMalloc", header: this.#v.header };
+    return { kind: "SharedPseudoMalloc", header: this.#a.v.header };
   }
 
   /** This attachment's slot number (0 for the creator), what {@linkcode reclaim} takes. */
   get id(): number {
-    return this.#slot;
+    return this.#a.slot;
   }
 
   /** The OS page size in bytes. */
   get pageSize(): number {
-    return this.#v.geometry.pageSize;
+    return this.#a.v.geometry.pageSize;
   }
 
   /** Requests of at least this many bytes get their own mapping. */
   get mmapThreshold(): number {
-    return this.#v.geometry.threshold;
+    return this.#a.v.geometry.threshold;
   }
 
   /**
@@ -399,7 +316,7 @@ export class SharedPseudoMalloc implements Allocator {
         return this.#base + offset;
       }
     }
-    return this.#mallocSlow(size);
+    return this.#a.mallocSlow(size);
   }
 
   /**
@@ -421,7 +338,7 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   calloc(count: number, size: number): number {
-    this.#checkOpen("calloc");
+    this.#a.checkOpen("calloc");
     const total = callocSize(count, size);
     const address = this.malloc(total);
     if (total < this.#smallLimit) {
@@ -454,19 +371,19 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   realloc(address: number, size: number): number {
-    const edge = reallocEdge(this, this.#isClosed(), address, size);
+    const edge = reallocEdge(this, this.#a.isClosed(), address, size);
     if (edge !== -1) return edge;
     const offset = address - this.#base;
     if (offset >= 0 && offset < this.#regionBytes) {
       const index = offset >>> this.#minShift;
       const tag = index << this.#minShift === offset ? Atomics.exchange(this.#tags, index, 0) : 0;
-      if (tag === 0) throw rejectSmall(this.#v, this.#me, address, "reallocate");
+      if (tag === 0) throw rejectSmall(this.#a.v, this.#a.me, address, "reallocate");
       const old = tag - 1;
-      const order = this.#orderOf(old);
-      if (size < this.#smallLimit && this.#orderOf(size) === order) {
+      const order = this.#a.orderOf(old);
+      if (size < this.#smallLimit && this.#a.orderOf(size) === order) {
         this.#tags[index] = size + 1;
         this.#ctr[SF_LIVE]! += size - old;
-        this.#notePeak();
+        this.#a.notePeak();
         return address;
       }
       let moved: number;
@@ -479,15 +396,15 @@ export class SharedPseudoMalloc implements Allocator {
       const kept = Math.min(this.#minBlockSize << order, this.usableSize(moved));
       this.bytes(moved, kept).set(this.#region.subarray(offset, offset + kept));
       try {
-        this.#releaseSmall(offset, order, old);
+        this.#a.releaseSmall(offset, order, old);
       } catch (error) {
         this.free(moved); // the old block is live again (its tag put back): the new one goes
         throw error;
       }
       return moved;
     }
-    const v = this.#v;
-    lock(this.#words, this.#me, "realloc");
+    const v = this.#a.v;
+    lock(this.#words, this.#a.me, "realloc");
     const record = findLarge(v, address);
     const length = record < 0 ? 0 : v.large[record * LARGE_RECORD + 1]!;
     const requested = record < 0 ? 0 : v.large[record * LARGE_RECORD + 2]!;
@@ -495,16 +412,16 @@ export class SharedPseudoMalloc implements Allocator {
       v.large[record * LARGE_RECORD + 2] = size;
       unlock(this.#words);
       this.#ctr[SF_LIVE]! += size - requested;
-      this.#notePeak();
+      this.#a.notePeak();
       return address;
     }
     unlock(this.#words);
-    if (record < 0) throw rejectLarge(this.#v, this.#me, address, "reallocate");
+    if (record < 0) throw rejectLarge(this.#a.v, this.#a.me, address, "reallocate");
     const moved = this.malloc(size);
     const kept = Math.min(length, this.usableSize(moved));
-    this.bytes(moved, kept).set(new Uint8Array(this.#os.view(address, kept)));
+    this.bytes(moved, kept).set(new Uint8Array(this.#a.os.view(address, kept)));
     try {
-      this.#freeLarge(address);
+      this.#a.freeLarge(address);
     } catch (error) {
       this.free(moved); // munmap refused: the old block stays, the new one goes
       throw error;
@@ -550,13 +467,13 @@ export class SharedPseudoMalloc implements Allocator {
               ctr[SF_LIVE]! -= size;
               return;
             }
-            this.#releaseSmall(offset, order, size);
+            this.#a.releaseSmall(offset, order, size);
             return;
           }
         }
       }
     }
-    this.#freeSlow(address);
+    this.#a.freeSlow(address);
   }
 
   /**
@@ -576,20 +493,20 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   usableSize(address: number): number {
-    this.#checkOpen("usableSize");
+    this.#a.checkOpen("usableSize");
     if (typeof address !== "number") throw notAnAddress(address, "find the size of");
     const offset = address - this.#base;
     if (offset >= 0 && offset < this.#regionBytes) {
       const index = offset >>> this.#minShift;
       const tag = index << this.#minShift === offset ? this.#tags[index]! : 0;
-      if (tag === 0) throw rejectSmall(this.#v, this.#me, address, "find the size of");
-      return this.#minBlockSize << this.#orderOf(tag - 1);
+      if (tag === 0) throw rejectSmall(this.#a.v, this.#a.me, address, "find the size of");
+      return this.#minBlockSize << this.#a.orderOf(tag - 1);
     }
-    lock(this.#words, this.#me, "usableSize");
-    const record = findLarge(this.#v, address);
-    const length = record < 0 ? -1 : this.#v.large[record * LARGE_RECORD + 1]!;
+    lock(this.#words, this.#a.me, "usableSize");
+    const record = findLarge(this.#a.v, address);
+    const length = record < 0 ? -1 : this.#a.v.large[record * LARGE_RECORD + 1]!;
     unlock(this.#words);
-    if (length < 0) throw rejectLarge(this.#v, this.#me, address, "find the size of");
+    if (length < 0) throw rejectLarge(this.#a.v, this.#a.me, address, "find the size of");
     return length;
   }
 
@@ -610,14 +527,14 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   bytes(address: number, length?: number): Uint8Array {
-    this.#checkOpen("bytes");
+    this.#a.checkOpen("bytes");
     const usable = this.usableSize(address);
     const wanted = viewLength(address, length, usable);
     const offset = address - this.#base;
     if (offset >= 0 && offset < this.#regionBytes) {
       return this.#region.subarray(offset, offset + wanted);
     }
-    return wanted === 0 ? new Uint8Array(0) : new Uint8Array(this.#os.view(address, wanted));
+    return wanted === 0 ? new Uint8Array(0) : new Uint8Array(this.#a.os.view(address, wanted));
   }
 
   /**
@@ -640,17 +557,17 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   blockOf(address: number): BlockInfo {
-    this.#checkOpen("blockOf");
+    this.#a.checkOpen("blockOf");
     if (typeof address !== "number") throw notAnAddress(address, "find the block of");
     let start = -1;
     if (Number.isSafeInteger(address)) {
       const offset = address - this.#base;
       if (offset >= 0 && offset < this.#regionBytes) {
-        const small = smallStart(this.#v, offset);
+        const small = smallStart(this.#a.v, offset);
         start = small < 0 ? -1 : this.#base + small;
       } else {
-        lock(this.#words, this.#me, "blockOf");
-        start = largeStart(this.#v, address);
+        lock(this.#words, this.#a.me, "blockOf");
+        start = largeStart(this.#a.v, address);
         unlock(this.#words);
       }
     }
@@ -752,11 +669,11 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   stats(): SharedHeapStats {
-    this.#checkOpen("stats");
-    this.#syncCalls();
-    lock(this.#words, this.#me, "stats");
+    this.#a.checkOpen("stats");
+    this.#a.syncCalls();
+    lock(this.#words, this.#a.me, "stats");
     try {
-      return sharedStats(this.#os, this.#v);
+      return sharedStats(this.#a.os, this.#a.v);
     } finally {
       unlock(this.#words);
     }
@@ -776,10 +693,10 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   validate(): void {
-    this.#checkOpen("validate");
-    lock(this.#words, this.#me, "validate");
+    this.#a.checkOpen("validate");
+    lock(this.#words, this.#a.me, "validate");
     try {
-      validateShared(this.#os, this.#v);
+      validateShared(this.#a.os, this.#a.v);
     } finally {
       unlock(this.#words);
     }
@@ -799,7 +716,7 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   check(): void {
-    this.#checkOpen("check");
+    this.#a.checkOpen("check");
     this.validate();
   }
 
@@ -819,10 +736,10 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   heapMap(options: { format?: "text" | "svg" } = {}): string {
-    this.#checkOpen("heapMap");
-    lock(this.#words, this.#me, "heapMap");
+    this.#a.checkOpen("heapMap");
+    lock(this.#words, this.#a.me, "heapMap");
     try {
-      return heapPictureOf(this.#os, this.#v, options.format ?? "text");
+      return heapPictureOf(this.#a.os, this.#a.v, options.format ?? "text");
     } finally {
       unlock(this.#words);
     }
@@ -852,23 +769,25 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   reclaim(id: number): number {
-    this.#checkOpen("reclaim");
+    this.#a.checkOpen("reclaim");
     const words = this.#words;
-    if (!Number.isInteger(id) || id <= 0 || id >= words[W_MAX_ATTACHMENTS]! || id === this.#slot) {
+    if (
+      !Number.isInteger(id) || id <= 0 || id >= words[W_MAX_ATTACHMENTS]! || id === this.#a.slot
+    ) {
       throw new RangeError(`Cannot reclaim attachment ${id}: not another attachment's id`);
     }
     let stolen = false;
-    if (Atomics.compareExchange(words, W_LOCK, id + 1, this.#me) === id + 1) stolen = true;
-    else lock(words, this.#me, "reclaim");
+    if (Atomics.compareExchange(words, W_LOCK, id + 1, this.#a.me) === id + 1) stolen = true;
+    else lock(words, this.#a.me, "reclaim");
     try {
       if (stolen) {
         try {
           // Only what is written under the lock: the others run their lock-free paths meanwhile.
-          validateShared(this.#os, this.#v, true);
+          validateShared(this.#a.os, this.#a.v, true);
         } catch (error) {
           Atomics.store(words, W_BROKEN, 1);
           Atomics.store(words, W_CLOSED, CLOSED_BROKEN); // the fast paths' one load sees it
-          retireSlot(this.#v, this.#v.slot(id));
+          retireSlot(this.#a.v, this.#a.v.slot(id));
           Atomics.sub(words, W_ATTACHED, 1); // so that the last to leave still unmaps the heap
           throw new Error(
             `Cannot reclaim attachment ${id}: it died holding the lock and left the heap broken: ` +
@@ -876,12 +795,12 @@ export class SharedPseudoMalloc implements Allocator {
           );
         }
       }
-      const sv = this.#v.slot(id);
+      const sv = this.#a.v.slot(id);
       if (sv.words[S_STATE] !== 1) {
         throw new RangeError(`Cannot reclaim attachment ${id}: it is not attached`);
       }
-      const bytes = flushSlot(this.#v, sv);
-      retireSlot(this.#v, sv);
+      const bytes = flushSlot(this.#a.v, sv);
+      retireSlot(this.#a.v, sv);
       Atomics.sub(words, W_ATTACHED, 1); // the caller is attached: the count stays above 0
       return bytes;
     } finally {
@@ -903,9 +822,9 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   detach(): void {
-    if (this.#gone) return;
-    if (this.#creator) throw new TypeError("Cannot detach the creator of a heap: call close()");
-    this.#leave();
+    if (this.#a.gone) return;
+    if (this.#a.creator) throw new TypeError("Cannot detach the creator of a heap: call close()");
+    this.#a.leave();
   }
 
   /**
@@ -924,253 +843,12 @@ export class SharedPseudoMalloc implements Allocator {
    * ```
    */
   close(): void {
-    if (this.#gone) return;
-    this.#leave();
+    if (this.#a.gone) return;
+    this.#a.leave();
   }
 
   /** Closes (the creator) or detaches (an attachment). */
   [Symbol.dispose](): void {
     this.close();
-  }
-
-  // --- below the fast paths ----------------------------------------------------------------------
-
-  #isClosed(): boolean {
-    if (this.#gone) return true;
-    if (Atomics.load(this.#words, W_CLOSED) === 0) return false;
-    this.#leave(); // the creator closed the heap: let go of it
-    return true;
-  }
-
-  #checkOpen(operation: string): void {
-    if (this.#gone) throw new HeapClosedError(operation);
-    const closed = Atomics.load(this.#words, W_CLOSED);
-    if (closed !== 0) {
-      this.#leave();
-      throw closed === CLOSED_BROKEN ? brokenError(operation) : new HeapClosedError(operation);
-    }
-  }
-
-  #orderOf(size: number): number {
-    return size <= this.#minBlockSize ? 0 : 32 - Math.clz32(size - 1) - this.#minShift;
-  }
-
-  #notePeak(): void {
-    const ctr = this.#ctr;
-    if (ctr[SF_LIVE]! > ctr[SF_PEAK]!) ctr[SF_PEAK] = ctr[SF_LIVE]!;
-  }
-
-  #syncCalls(): void {
-    const counts = this.#os.counts;
-    const ctr = this.#ctr;
-    ctr[SF_CALLS] = counts.mmap;
-    ctr[SF_CALLS + 1] = counts.munmap;
-    ctr[SF_CALLS + 2] = counts.mremap;
-    ctr[SF_CALLS + 3] = counts.madvise;
-    ctr[SF_CALLS + 4] = counts.mprotect;
-  }
-
-  /** Samples the global peaks (under the lock). */
-  #notePeaksLocked(): void {
-    const f = this.#v.floats;
-    const live = sumLive(this.#os, this.#v);
-    if (live > f[F_PEAK_LIVE]!) f[F_PEAK_LIVE] = live;
-    const mapped = Atomics.load(this.#words, W_ARENAS) * this.#v.geometry.arenaSize +
-      f[F_LARGE_MAPPED]!;
-    if (mapped > f[F_PEAK_MAPPED]!) f[F_PEAK_MAPPED] = mapped;
-  }
-
-  #mallocSlow(size: number): number {
-    this.#checkOpen("malloc");
-    checkSize(size, "allocate");
-    if (size >= this.#smallLimit) return this.#mallocLarge(size);
-    const order = this.#orderOf(size);
-    const shift = this.#minShift;
-    const limit = ORDER_BYTES >> (shift + order);
-    const base = ((ORDER_BYTES >> shift) - limit) << 1;
-    const v = this.#v;
-    let offset: number;
-    lock(this.#words, this.#me, "malloc");
-    try {
-      offset = allocBlock(v, order);
-      if (offset < 0) {
-        flushSlot(this.#v, this.#sv); // this attachment's cached blocks first, before failing
-        offset = allocBlock(v, order);
-      }
-      if (offset < 0) {
-        throw new OutOfMemoryError(
-          `Cannot allocate ${size} bytes: every arena is full (maxArenas ${v.geometry.maxArenas})`,
-        );
-      }
-      // Refill: up to REFILL more blocks (a quarter of the stack at most) for the next misses.
-      let count = this.#count[order]!;
-      const want = Math.min(REFILL, limit >> 2);
-      for (let i = 0; i < want && count < limit; i++) {
-        const more = allocBlock(v, order);
-        if (more < 0) break;
-        this.#stack[base + count++] = more;
-      }
-      this.#count[order] = count;
-      this.#tags[offset >>> shift] = size + 1;
-      const ctr = this.#ctr;
-      ctr[SF_ALLOCS]!++;
-      ctr[SF_LIVE]! += size;
-      this.#notePeak();
-      this.#notePeaksLocked();
-    } finally {
-      unlock(this.#words);
-    }
-    return this.#base + offset;
-  }
-
-  #mallocLarge(size: number): number {
-    const length = roundUp(Math.max(size, 1), this.pageSize);
-    const address = this.#os.map(length);
-    this.#syncCalls();
-    const v = this.#v;
-    try {
-      lock(this.#words, this.#me, "malloc");
-    } catch (error) {
-      this.#os.unmap(address, length);
-      this.#syncCalls();
-      throw error;
-    }
-    try {
-      insertLarge(v, address, length, size, this.#slot);
-      forgetRecent(v, address);
-      v.floats[F_LARGE_MAPPED]! += length;
-    } catch (error) {
-      unlock(this.#words);
-      this.#os.unmap(address, length);
-      this.#syncCalls();
-      throw error;
-    }
-    const ctr = this.#ctr;
-    ctr[SF_ALLOCS]!++;
-    ctr[SF_LIVE]! += size;
-    this.#notePeak();
-    this.#notePeaksLocked();
-    unlock(this.#words);
-    return address;
-  }
-
-  /**
-   * A block whose tag this attachment took (now 0): into its cache, or half the stack out first
-   * (under the lock); a block of an order with no stack (above 64 KiB, when `mmapThreshold` lets
-   * such blocks be small) straight back to its buddy. When the lock cannot be had, the tag is put
-   * back and nothing has changed.
-   */
-  #releaseSmall(offset: number, order: number, size: number): void {
-    const shift = this.#minShift;
-    const limit = ORDER_BYTES >> (shift + order);
-    const base = ((ORDER_BYTES >> shift) - limit) << 1;
-    let count = this.#count[order]!;
-    if (count < limit) {
-      this.#stack[base + count] = offset;
-      this.#count[order] = count + 1;
-    } else {
-      try {
-        lock(this.#words, this.#me, "free");
-      } catch (error) {
-        this.#tags[offset >>> shift] = size + 1;
-        throw error;
-      }
-      try {
-        const keep = limit >> 1;
-        while (count > keep) freeBlock(this.#v, this.#stack[base + --count]!, order);
-        if (limit === 0) freeBlock(this.#v, offset, order);
-        else this.#stack[base + count++] = offset;
-        this.#count[order] = count;
-      } finally {
-        unlock(this.#words);
-      }
-    }
-    const ctr = this.#ctr;
-    ctr[SF_FREES]!++;
-    ctr[SF_LIVE]! -= size;
-  }
-
-  #freeSlow(address: number): void {
-    this.#checkOpen("free");
-    if (typeof address !== "number") throw notAnAddress(address, "free");
-    if (address === 0) return;
-    const offset = address - this.#base;
-    if (offset >= 0 && offset < this.#regionBytes) {
-      throw rejectSmall(this.#v, this.#me, address, "free");
-    }
-    this.#freeLarge(address);
-  }
-
-  /**
-   * Frees a large block. Its record is marked "being freed" (the owner field negative) under the
-   * lock, the block unmapped outside it, and the record removed once `munmap` succeeded: a second
-   * free meanwhile is a `DoubleFreeError`, and a refused `munmap` only clears the mark (nothing has
-   * to be inserted again, so a table another attachment filled meanwhile cannot get in the way).
-   * Between the `munmap` and the removal the kernel may hand the address to another attachment's
-   * `mmap`: its `insertLarge` takes the marked record over, and the removal leaves it alone.
-   */
-  #freeLarge(address: number): void {
-    const v = this.#v;
-    lock(this.#words, this.#me, "free");
-    const record = findLarge(v, address);
-    if (record < 0 || v.large[record * LARGE_RECORD + 3]! < 0) {
-      unlock(this.#words);
-      if (record >= 0) {
-        throw new DoubleFreeError(
-          `Cannot free ${hex(address)}: another attachment is freeing this block`,
-          address,
-        );
-      }
-      throw rejectLarge(this.#v, this.#me, address, "free");
-    }
-    const r = record * LARGE_RECORD;
-    const length = v.large[r + 1]!;
-    const requested = v.large[r + 2]!;
-    const owner = v.large[r + 3]!;
-    v.large[r + 3] = -1 - owner;
-    unlock(this.#words);
-    try {
-      this.#os.unmap(address, length);
-    } catch (error) {
-      lock(this.#words, this.#me, "free");
-      v.large[findLarge(v, address) * LARGE_RECORD + 3] = owner;
-      unlock(this.#words);
-      throw error;
-    } finally {
-      this.#syncCalls();
-    }
-    lock(this.#words, this.#me, "free");
-    // Records may have moved meanwhile: find it again. A new block the kernel put at this address
-    // meanwhile took the record over (`insertLarge`): then it is that block's, and stays.
-    const now = findLarge(v, address);
-    if (now >= 0 && v.large[now * LARGE_RECORD + 3] === -1 - owner) {
-      removeLarge(v, now);
-      noteRecent(v, address);
-    }
-    v.floats[F_LARGE_MAPPED]! -= length;
-    unlock(this.#words);
-    const ctr = this.#ctr;
-    ctr[SF_FREES]!++;
-    ctr[SF_LIVE]! -= requested;
-  }
-
-  /** Flushes and frees this attachment's slot; the creator marks the heap closed first. */
-  #leave(): void {
-    const words = this.#words;
-    lock(words, this.#me, "close");
-    try {
-      this.#notePeaksLocked();
-      if (this.#creator) Atomics.store(words, W_CLOSED, 1);
-      flushSlot(this.#v, this.#sv);
-      retireSlot(this.#v, this.#sv);
-    } finally {
-      unlock(words);
-    }
-    this.#gone = true;
-    this.#smallLimit = 0;
-    this.#regionBytes = 0;
-    if (Atomics.sub(words, W_ATTACHED, 1) === 1 && Atomics.load(words, W_CLOSED) !== 0) {
-      teardown(this.#os, this.#v.header);
-    }
   }
 }
