@@ -11,6 +11,8 @@ import {
   SharedPseudoMalloc,
 } from "../mod.ts";
 import { FaultyOs } from "./_faulty_os.ts";
+import { libcOs } from "../ffi/libc.ts";
+import { W_LOCK } from "../src/shared/_layout.ts";
 
 Deno.test("SharedPseudoMalloc: blocks cross attachments; stats per attachment add up", () => {
   using heap = new SharedPseudoMalloc();
@@ -146,6 +148,32 @@ Deno.test("SharedPseudoMalloc: a refused munmap keeps a large block live, in fre
   heap.validate();
   heap.free(a);
   assert.throws(() => heap.free(a), DoubleFreeError);
+  heap.validate();
+  assert.equal(heap.stats().liveAllocations, 0);
+});
+
+Deno.test("SharedPseudoMalloc: calls that cannot get the lock lose nothing (a free's tag, a large mapping)", () => {
+  const os = new FaultyOs();
+  using heap = new SharedPseudoMalloc({ os });
+  const holder = SharedPseudoMalloc.attach(heap.handle);
+  const words = new Int32Array(libcOs.view(heap.handle.header, 4096));
+  // Fill the cache of order 0 (4,096 blocks of 16 bytes) so that the next free must take the lock.
+  const blocks: number[] = [];
+  for (let i = 0; i < 9000; i++) blocks.push(heap.malloc(16));
+  const cached = () => heap.stats().attachments.find((a) => a.id === heap.id)!.cachedBytes / 16;
+  let next = 0;
+  while (cached() < 4096) heap.free(blocks[next++]!);
+  const victim = blocks[next++]!;
+  const mapped = os.mappedBytes;
+  Atomics.store(words, W_LOCK, holder.id + 1); // as if the holder died in a call
+  assert.throws(() => heap.free(victim), /has held the heap's lock/);
+  assert.throws(() => heap.malloc(50_000), /has held the heap's lock/);
+  assert.equal(os.mappedBytes, mapped, "the large block's mapping was given back");
+  Atomics.store(words, W_LOCK, 0);
+  assert.equal(heap.usableSize(victim), 16, "the block whose free failed is live");
+  heap.free(victim);
+  for (const address of blocks.slice(next)) heap.free(address);
+  holder.detach();
   heap.validate();
   assert.equal(heap.stats().liveAllocations, 0);
 });
