@@ -340,10 +340,12 @@ export class Attachment {
   /** Flushes and frees this attachment's slot; the creator marks the heap closed first. */
   leave(): void {
     const words = this.words;
+    // Closed before the lock is taken: when a dead attachment holds it, the other attachments see
+    // "closed" at once, though this call then fails (and can be made again).
+    if (this.creator) Atomics.compareExchange(words, W_CLOSED, 0, 1);
     lock(words, this.me, "close");
     try {
       this.notePeaksLocked();
-      if (this.creator) Atomics.store(words, W_CLOSED, 1);
       flushSlot(this.v, this.sv);
       retireSlot(this.v, this.sv);
     } finally {
