@@ -275,12 +275,8 @@ export class DebugHeap {
 
   /** The live blocks with their sites, in address order. */
   liveAllocations(): LiveAllocation[] {
-    return [...this.#live.values()].sort((a, b) => a.address - b.address).map((block) => {
-      const site = siteOf(block.allocated);
-      return site === undefined
-        ? { address: block.address, size: block.size }
-        : { address: block.address, size: block.size, site };
-    });
+    return [...this.#live.values()].sort((a, b) => a.address - b.address)
+      .map((block) => this.#allocationOf(block));
   }
 
   /** What `close` reports as leaks: the live blocks, and those a failed close already unmapped. */
@@ -311,7 +307,7 @@ export class DebugHeap {
       this.#guardedBytes -= block.mapped;
       this.#guardedChanges++;
       if (this.#live.get(block.address) === block) {
-        this.#leakedInClose.push(...this.#allocationOf(block));
+        this.#leakedInClose.push(this.#allocationOf(block));
       }
       this.#forget(block);
     }
@@ -386,9 +382,7 @@ export class DebugHeap {
   #retire(block: DebugBlock): void {
     const held = block.memory.byteLength <= this.#quarantine.budget;
     if (!held) this.#release(block);
-    this.#live.delete(block.address);
-    this.#counters.freed(block.size);
-    this.#allocatedBytes -= block.memory.byteLength;
+    this.#dropLive(block);
     if (this.#config.sites) block.freed = captureSite();
     if (!held) {
       this.#quarantine.remember(block);
@@ -452,11 +446,15 @@ export class DebugHeap {
 
   /** Drops the record of a block whose memory is gone (live or quarantined). */
   #forget(block: DebugBlock): void {
-    if (this.#live.get(block.address) === block) {
-      this.#live.delete(block.address);
-      this.#counters.freed(block.size);
-      this.#allocatedBytes -= block.memory.byteLength;
-    } else this.#quarantine.forget(block);
+    if (this.#live.get(block.address) === block) this.#dropLive(block);
+    else this.#quarantine.forget(block);
+  }
+
+  /** A live block is live no more: out of the records and the counters. */
+  #dropLive(block: DebugBlock): void {
+    this.#live.delete(block.address);
+    this.#counters.freed(block.size);
+    this.#allocatedBytes -= block.memory.byteLength;
   }
 
   /** True for a block with whole pages of its own (guarded, or a large inner block). */
@@ -465,13 +463,12 @@ export class DebugHeap {
     return block.mapped !== 0 || front + block.size + back >= this.#core.config.threshold;
   }
 
-  #allocationOf(block: DebugBlock): LiveAllocation[] {
+  /** A live block as `liveAllocations()` lists it, with its allocation site when recorded. */
+  #allocationOf(block: DebugBlock): LiveAllocation {
     const site = siteOf(block.allocated);
-    return [
-      site === undefined
-        ? { address: block.address, size: block.size }
-        : { address: block.address, size: block.size, site },
-    ];
+    return site === undefined
+      ? { address: block.address, size: block.size }
+      : { address: block.address, size: block.size, site };
   }
 
   // --- finding blocks ---------------------------------------------------------------------------
